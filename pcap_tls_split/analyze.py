@@ -1,0 +1,206 @@
+"""The library API: capture files in, a report out.
+
+``analyze(paths)`` runs the whole path — capture file, frame, TCP segment,
+connection, side stream, TLS record, finding — over each input and returns a
+``report.Report``. ``records(paths)`` yields every TLS record as it is found.
+Inputs are files, directories (searched recursively) or ``-`` for standard
+input. Nothing here prints.
+"""
+
+import os
+
+from . import findings as findings_mod
+from . import tls
+from .capture import CaptureError, open_capture
+from .connection import IDLE_TIMEOUT, ConnectionTable
+from .frame import decode, format_endpoint
+from .report import (CloseSummary, ConnectionReport, InputReport, Quality, RecordRow,
+                     RecordStats, Report, Summary)
+
+
+def expand_inputs(paths):
+    """Files to read, in order: directories are walked (sorted), ``-`` is stdin."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    for path in paths:
+        path = os.fspath(path)
+        if path != "-" and os.path.isdir(path):
+            found = []
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                found += [os.path.join(root, name) for name in sorted(files)
+                          if not name.startswith(".")]
+            yield from found
+        else:
+            yield path
+
+
+def connection_report(path, conn, found):
+    """The report of one finished TLS connection."""
+    client, server = conn.client, conn.server
+    closer = findings_mod.first_closer(conn)
+    if closer is not None:
+        close = closer.close
+        peer = conn.peer(closer)
+        reach = close.reach
+        if peer.stream.fin is not None and reach > peer.stream.fin:
+            reach = peer.stream.fin
+        close_summary = CloseSummary(conn.role(closer), close.kind, close.time, reach,
+                                     close.reach_estimated, close.frame)
+    else:
+        close_summary = CloseSummary()
+    sides = (client, server)
+    quality = Quality(
+        gaps=sum(s.stream.gaps for s in sides),
+        retransmissions=sum(s.stream.retransmissions for s in sides),
+        out_of_order=sum(s.stream.out_of_order for s in sides),
+        midstream=conn.midstream or any(s.stream.midstream for s in sides),
+        conflicts=sum(s.stream.conflicts for s in sides),
+        snap_cut=sum(s.stream.snap_cut for s in sides),
+        resyncs=sum(s.tracker.desyncs for s in sides if s.tracker is not None))
+    version = tls.version_name(conn.version)
+    if version is None:
+        sslv2 = [s.tracker.sslv2_hello for s in sides if s.tracker is not None and s.tracker.sslv2_hello]
+        if sslv2 and sslv2[0] == 0x0002:
+            version = "SSLv2"
+    return ConnectionReport(
+        file=path, stream=conn.stream, client=client.endpoint, server=server.endpoint,
+        role_inferred=conn.role_inferred, start=conn.start, end=conn.last,
+        tls_version=version,
+        records={"client": RecordStats(client.total, client.straddling, client.header_split,
+                                       client.coalesced),
+                 "server": RecordStats(server.total, server.straddling, server.header_split,
+                                       server.coalesced)},
+        close=close_summary, quality=quality, findings=tuple(found))
+
+
+class _FileRun:
+    """One input through the path; collects its connections as they end."""
+
+    def __init__(self, path, options, on_connection, on_record):
+        self.path = path
+        self.options = options
+        self.user_on_connection = on_connection
+        self.user_on_record = on_record
+        self.listed = []
+        self.tcp = 0
+        self.tls = 0
+        self.flagged = 0
+        self.by_code = {}
+        self.errors = []
+
+    def connection_ended(self, conn):
+        self.tcp += 1
+        if not conn.is_tls:
+            return
+        self.tls += 1
+        try:
+            found = findings_mod.evaluate(conn)
+            report = connection_report(self.path, conn, found)
+        except Exception as exc:  # a bug: say so, keep going
+            self.errors.append(f"{self.path}: internal error on stream {conn.stream}: "
+                               f"{type(exc).__name__}: {exc}")
+            return
+        if found:
+            self.flagged += 1
+            for code in {f.code for f in found}:
+                self.by_code[code] = self.by_code.get(code, 0) + 1
+        stream = self.options.get("stream")
+        if stream is not None and conn.stream != stream:
+            return
+        if not (found or self.options.get("all_connections")):
+            return
+        self.listed.append(report)
+        if self.user_on_connection is not None:
+            self.user_on_connection(report)
+
+    def record_found(self, conn, side, record):
+        stream = self.options.get("stream")
+        if stream is not None and conn.stream != stream:
+            return
+        if not record.complete:
+            pass
+        self.user_on_record(RecordRow(
+            file=self.path, stream=conn.stream, side=conn.role(side), src=side.endpoint,
+            index=record.index, offset=record.offset, type=record.type,
+            version=tls.version_name(record.version) or "", length=record.length,
+            segments=len(record.frames), header_split=record.header_split,
+            first_frame=record.first_frame, last_frame=record.last_frame,
+            time=record.last_time if record.last_time is not None else 0.0,
+            straddling=record.straddling, coalesced=record.coalesced, frames=record.frames,
+            complete=record.complete, missing=record.missing))
+
+    def run(self):
+        try:
+            capture = open_capture(self.path)
+        except CaptureError as exc:
+            return InputReport(path=self.path, errors=(str(exc),))
+        table = ConnectionTable(
+            self.connection_ended,
+            on_record=self.record_found if self.user_on_record is not None else None,
+            idle_timeout=self.options.get("idle_timeout") or IDLE_TIMEOUT)
+        packets = 0
+        frame_no = 0
+        packet = table.packet
+        with capture:
+            try:
+                for frame_no, time, linktype, data, orig_len in capture.frames():
+                    packets += 1
+                    segment = decode(linktype, data, orig_len)
+                    if segment is None:
+                        continue
+                    src, dst, sport, dport, seq, ack, flags, _window, payload, missing = segment
+                    try:
+                        packet(frame_no, time, src, dst, sport, dport, seq, ack, flags, payload, missing)
+                    except Exception as exc:  # a bug: say so once, keep going
+                        if len(self.errors) < 5:
+                            self.errors.append(f"{self.path}: internal error at frame {frame_no}: "
+                                               f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                self.errors.append(f"{self.path}: reading stopped at frame {frame_no}: "
+                                   f"{type(exc).__name__}: {exc}")
+            try:
+                table.finish()
+            except Exception as exc:
+                self.errors.append(f"{self.path}: internal error at the end: {type(exc).__name__}: {exc}")
+            errors = list(capture.errors) + self.errors
+            return InputReport(path=self.path, format=capture.format, packets=packets,
+                               tcp_connections=table.streams, tls_connections=self.tls,
+                               errors=tuple(errors))
+
+
+def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
+            on_connection=None, on_record=None):
+    """Analyse captures and return a ``Report``.
+
+    ``paths``: a path, or a list of them (files, directories, ``-``).
+    ``all_connections``: list every TLS connection, not only those with findings.
+    ``stream``: list only this ``tcp.stream``.
+    ``idle_timeout``: seconds of capture time after which an idle connection is finished.
+    ``on_connection(ConnectionReport)``: called as each listed connection ends (streaming).
+    ``on_record(RecordRow)``: called for each TLS record as it is found.
+    """
+    options = {"all_connections": all_connections, "stream": stream, "idle_timeout": idle_timeout}
+    inputs, connections = [], []
+    total = Summary()
+    tcp = tls_count = flagged = 0
+    by_code = {}
+    for path in expand_inputs(paths):
+        run = _FileRun(path, options, on_connection, on_record)
+        inputs.append(run.run())
+        connections += sorted(run.listed, key=lambda c: c.stream)
+        tcp += run.tcp
+        tls_count += run.tls
+        flagged += run.flagged
+        for code, count in run.by_code.items():
+            by_code[code] = by_code.get(code, 0) + count
+    total = Summary(connections=tcp, tls_connections=tls_count, flagged=flagged,
+                    by_code=dict(sorted(by_code.items())))
+    return Report(inputs=tuple(inputs), connections=tuple(connections), summary=total)
+
+
+def records(paths, *, stream=None):
+    """Every TLS record of the captures, as ``RecordRow``s (a list, in the order found)."""
+    rows = []
+    analyze(paths, stream=stream, on_record=rows.append)
+    return rows

@@ -1,0 +1,393 @@
+"""TCP segments -> connections: the connection table.
+
+Theory of operation
+-------------------
+``ConnectionTable.packet`` takes each decoded TCP segment in capture order,
+finds its connection by 4-tuple (numbering connections as Wireshark's
+``tcp.stream`` does: in order of first packet; a SYN whose sequence number
+differs from the one its direction started with opens a new connection on
+the same 4-tuple), and hands it to that connection's two ``Side``s: the
+side's ``SideStream`` reassembles it, the side's ``RecordTracker`` cuts the
+resulting bytes into records, and the connection notes closes (first FIN or
+RST of each side, with its reach into the peer's stream) as they happen.
+
+A connection ends (its state is freed and ``on_connection`` is called) when,
+after both FINs or a RST, ``linger`` seconds of capture time pass; when it
+has been idle for ``idle_timeout`` seconds; when a new SYN reuses its
+4-tuple; or at the end of the capture. A small tombstone keeps the stream
+number of an ended connection so that late packets do not renumber the
+streams after it.
+
+Each side keeps counters, its last ``RECENT_RECORDS`` records and, once the
+first close has happened, every record after it (the ones findings look at),
+up to ``KEPT_RECORDS``.
+"""
+
+from collections import deque
+
+from .reassembly import ACK, DATA, FIN, RST, SYN, SideStream
+from .records import RecordTracker
+from . import tls
+
+RECENT_RECORDS = 64
+KEPT_RECORDS = 4096
+LINGER = 10.0
+IDLE_TIMEOUT = 600.0
+SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections
+
+
+class Side:
+    """What one side of a connection sent, as far as it matters downstream."""
+
+    __slots__ = ("addr", "port", "stream", "tracker", "records", "total",
+                 "straddling", "header_split", "coalesced", "app_data",
+                 "last_app_data", "alerts", "first_type23", "finished",
+                 "close", "fin", "rst", "last_segment", "packets",
+                 "close_peer_segment", "syn", "synack", "first_seq")
+
+    def __init__(self, addr, port):
+        self.addr = addr
+        self.port = port
+        self.stream = SideStream()
+        self.tracker = None
+        self.records = deque(maxlen=RECENT_RECORDS)
+        self.total = self.straddling = self.header_split = self.coalesced = 0
+        self.app_data = 0             # application data records (see findings)
+        self.last_app_data = None     # the last of them
+        self.alerts = 0               # alert records (clear, or TLS 1.3 alert-sized)
+        self.first_type23 = None      # (index, last frame) of its first type-23 record
+        self.finished = None          # frame of its Finished (TLS up to 1.2)
+        self.close = None             # Close of its first FIN or RST
+        self.fin = None               # (frame, time) of its first FIN
+        self.rst = None               # (frame, time) of its first RST
+        self.last_segment = None      # (frame, time, end offset) of its last data segment
+        self.close_peer_segment = None  # the peer's last data segment when this side closed
+        self.packets = 0
+        self.syn = False              # sent a SYN (without ACK)
+        self.synack = False           # sent a SYN-ACK
+        self.first_seq = None         # Wireshark's base sequence of this direction
+
+    @property
+    def endpoint(self):
+        from .frame import format_endpoint
+        return format_endpoint(self.addr, self.port)
+
+
+class Close:
+    """A side's first FIN or RST."""
+
+    __slots__ = ("kind", "frame", "time", "reach", "reach_estimated", "offset",
+                 "peer_gaps")
+
+    def __init__(self, kind, frame, time, reach, reach_estimated, offset, peer_gaps):
+        self.kind = kind                  # "fin" or "rst"
+        self.frame = frame
+        self.time = time
+        self.reach = reach                # offset into the peer's side stream it had received
+        self.reach_estimated = reach_estimated
+        self.offset = offset              # where in its own stream it closed
+        self.peer_gaps = peer_gaps        # capture gaps in the peer's stream at that time
+
+
+class Connection:
+    """One TCP connection: two sides and when it started and ended."""
+
+    __slots__ = ("stream", "a", "b", "start", "last", "ended_at", "closing",
+                 "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt")
+
+    def __init__(self, stream, a, b, time, on_record=None, midstream=False):
+        self.stream = stream
+        self.a = a                    # the side that sent the first packet seen
+        self.b = b
+        self.start = time
+        self.last = time
+        self.ended_at = None          # capture time both FINs or a RST were seen
+        self.closing = False          # a side has closed: keep every record from now on
+        self.midstream = midstream
+        self.end_reason = None
+        self._client = None
+        self.on_record = on_record
+        self.syn_time = None          # capture time of the first SYN
+        self.rtt = None               # SYN to the ACK of the SYN-ACK: one round trip
+
+    # -- roles ----------------------------------------------------------------
+
+    @property
+    def client(self):
+        """The client: SYN sender; else the ClientHello sender; else the higher port."""
+        if self._client is not None:
+            return self._client
+        a, b = self.a, self.b
+        if a.syn and not b.syn:
+            return a
+        if b.syn and not a.syn:
+            return b
+        if a.synack and not b.synack:
+            return b
+        if b.synack and not a.synack:
+            return a
+        for side, other in ((a, b), (b, a)):
+            if side.tracker and side.tracker.client_hello and not (other.tracker and other.tracker.client_hello):
+                return side
+        return a if a.port > b.port else b
+
+    @property
+    def role_inferred(self):
+        a, b = self.a, self.b
+        if a.syn or b.syn or a.synack or b.synack:
+            return False
+        return not any(s.tracker and s.tracker.client_hello for s in (a, b))
+
+    def fix_roles(self):
+        """Decide the roles once (records already reported name them)."""
+        if self._client is None:
+            self._client = self.client
+
+    @property
+    def server(self):
+        return self.b if self.client is self.a else self.a
+
+    def role(self, side):
+        return "client" if side is self.client else "server"
+
+    def peer(self, side):
+        return self.b if side is self.a else self.a
+
+    @property
+    def version(self):
+        """The negotiated version from the ServerHello (wire value), if seen."""
+        for side in (self.a, self.b):
+            if side.tracker and side.tracker.server_version:
+                return side.tracker.server_version
+        return None
+
+    @property
+    def is_tls(self):
+        return any(s.tracker is not None and (s.tracker.tls_start is not None or s.tracker.sslv2_hello)
+                   for s in (self.a, self.b))
+
+    # -- packets --------------------------------------------------------------
+
+    def packet(self, side, peer, frame, time, seq, ack, flags, payload, missing):
+        self.last = time
+        side.packets += 1
+        if flags & SYN:
+            if not flags & ACK and self.syn_time is None:
+                self.syn_time = time
+        elif self.rtt is None and self.syn_time is not None and side.syn and flags & ACK:
+            self.rtt = time - self.syn_time
+        events = side.stream.segment(seq, flags, payload, frame, time, missing)
+        if events:
+            self._consume(side, events)
+        if payload:
+            side.last_segment = (frame, time, side.stream.offset(seq) + len(payload) + missing
+                                 + (1 if flags & SYN else 0))
+        if flags & ACK and peer.stream.base is not None:
+            events = peer.stream.acked(peer.stream.offset(ack))
+            if events:
+                self._consume(peer, events)
+        if flags & (FIN | RST):
+            self._closed(side, peer, frame, time, flags, ack)
+
+    def _closed(self, side, peer, frame, time, flags, ack):
+        kind = "rst" if flags & RST else "fin"
+        if side.close is None:
+            if flags & ACK and peer.stream.base is not None:
+                reach, estimated = peer.stream.offset(ack), False
+            else:
+                reach, estimated = peer.stream.next, True
+            own = side.stream.fin if kind == "fin" else side.stream.rst
+            side.close = Close(kind, frame, time, reach, estimated, own, peer.stream.gaps)
+            side.close_peer_segment = peer.last_segment
+            if not self.closing:
+                self.closing = True
+                for s in (self.a, self.b):
+                    s.records = list(s.records)
+        if kind == "rst":
+            if side.rst is None:
+                side.rst = (frame, time)
+            self.ended_at = time
+        elif side.fin is None:
+            side.fin = (frame, time)
+            if peer.fin is not None and self.ended_at is None:
+                self.ended_at = time
+
+    def _consume(self, side, events):
+        tracker = side.tracker
+        if tracker is None:
+            tracker = side.tracker = RecordTracker(midstream=side.stream.midstream)
+        for event in events:
+            if event[0] == DATA:
+                records = tracker.data(event[1], event[2], event[3], event[4])
+            else:
+                records = tracker.gap(event[1], event[2])
+            for record in records:
+                self._record(side, record)
+
+    def _record(self, side, record):
+        side.total += 1
+        if len(record.frames) > 1:
+            side.straddling += 1
+        if record.header_frames > 1:
+            side.header_split += 1
+        if record.coalesced:
+            side.coalesced += 1
+        records = side.records
+        if not self.closing or len(records) < KEPT_RECORDS:
+            records.append(record)
+        content_type = record.type
+        if content_type == tls.APPLICATION_DATA:
+            if side.first_type23 is None:
+                side.first_type23 = (record.index, record.last_frame)
+            if self.is_application_data(side, record):
+                side.app_data += 1
+                side.last_app_data = record
+        elif content_type == tls.ALERT:
+            side.alerts += 1
+        elif content_type == tls.HANDSHAKE and side.finished is None and side.tracker.ccs_seen \
+                and not record.messages:
+            side.finished = record.last_frame
+        if self.on_record is not None:
+            self.fix_roles()
+            self.on_record(self, side, record)
+
+    def is_application_data(self, side, record):
+        """Whether a type-23 record is application data (not TLS 1.3 handshake).
+
+        In TLS 1.3 a side's first encrypted flight is handshake: the client's
+        first type-23 record (its Finished), and the server's type-23 records
+        that came before the client's Finished.
+        """
+        if record.type != tls.APPLICATION_DATA:
+            return False
+        if tls.version_name(self.version) != "1.3":
+            return True
+        if side.first_type23 is not None and side.first_type23[0] == record.index:
+            # this side's first encrypted record: the client's Finished, or the
+            # start of the server's encrypted flight
+            return False
+        peer = self.peer(side)
+        if side is self.server:
+            client_finished = peer.first_type23
+            return client_finished is not None and record.first_frame > client_finished[1]
+        return True
+
+    def finish(self):
+        """End of the connection: release what the reassemblers hold."""
+        for side in (self.a, self.b):
+            events = side.stream.finish()
+            if events:
+                self._consume(side, events)
+            if side.tracker is not None:
+                for record in side.tracker.end():
+                    self._record(side, record)
+        self.fix_roles()
+
+
+class ConnectionTable:
+    """Finds each segment's connection, numbering them as Wireshark's tcp.stream."""
+
+    def __init__(self, on_connection, on_record=None, idle_timeout=IDLE_TIMEOUT,
+                 linger=LINGER):
+        self.on_connection = on_connection
+        self.on_record = on_record
+        self.idle_timeout = idle_timeout
+        self.linger = linger
+        self.by_key = {}              # (src, sport, dst, dport) -> (connection, side, peer)
+        self.tombstones = {}          # 4-tuple -> (stream, kind, time)
+        self.streams = 0
+        self.late_packets = 0
+        self.now = 0.0
+        self._countdown = SWEEP_EVERY
+
+    def packet(self, frame, time, src, dst, sport, dport, seq, ack, flags, payload, missing):
+        if time > self.now:
+            self.now = time
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = SWEEP_EVERY
+            self.sweep()
+        key = (src, sport, dst, dport)
+        entry = self.by_key.get(key)
+        if entry is None:
+            entry = self._open(key, frame, time, flags, seq)
+            if entry is None:
+                return
+        else:
+            side = entry[1]
+            if flags & (SYN | ACK) == SYN and side.first_seq is not None and seq != side.first_seq:
+                # a new connection on the same 4-tuple
+                self._end(entry[0], "port reuse")
+                entry = self._open(key, frame, time, flags, seq)
+        conn, side, peer = entry
+        if side.first_seq is None:
+            side.first_seq = seq if flags & SYN else (seq - 1) & 0xFFFFFFFF
+        if flags & SYN:
+            if flags & ACK:
+                side.synack = True
+            else:
+                side.syn = True
+        conn.packet(side, peer, frame, time, seq, ack, flags, payload, missing)
+
+    def _open(self, key, frame, time, flags, seq):
+        src, sport, dst, dport = key
+        tomb = self.tombstones.pop((src, sport, dst, dport), None) or \
+            self.tombstones.pop((dst, dport, src, sport), None)
+        if tomb is not None and not flags & SYN:
+            stream, kind, _ = tomb
+            if kind == "closed":
+                # a late packet of an ended connection
+                self.tombstones[key] = tomb
+                self.late_packets += 1
+                return None
+            # the same connection, woken after an idle timeout: same stream
+            conn = self._new(stream, key, time, midstream=True)
+        else:
+            conn = self._new(self.streams, key, time, midstream=not flags & SYN)
+            self.streams += 1
+        return self.by_key[key]
+
+    def _new(self, stream, key, time, midstream):
+        src, sport, dst, dport = key
+        a, b = Side(src, sport), Side(dst, dport)
+        conn = Connection(stream, a, b, time, self.on_record, midstream)
+        self.by_key[key] = (conn, a, b)
+        self.by_key[(dst, dport, src, sport)] = (conn, b, a)
+        return conn
+
+    def _end(self, conn, reason):
+        a, b = conn.a, conn.b
+        key = (a.addr, a.port, b.addr, b.port)
+        self.by_key.pop(key, None)
+        self.by_key.pop((b.addr, b.port, a.addr, a.port), None)
+        kind = "idle" if reason == "idle" else "closed"
+        self.tombstones[key] = (conn.stream, kind, conn.last)
+        conn.end_reason = reason
+        conn.finish()
+        self.on_connection(conn)
+
+    def sweep(self):
+        """Finish connections that ended a while ago or went idle."""
+        now = self.now
+        ended = []
+        seen = set()
+        for conn, _, _ in self.by_key.values():
+            if id(conn) in seen:
+                continue
+            seen.add(id(conn))
+            if conn.ended_at is not None and now - conn.last > self.linger:
+                ended.append((conn, "closed"))
+            elif now - conn.last > self.idle_timeout:
+                ended.append((conn, "idle"))
+        for conn, reason in sorted(ended, key=lambda item: item[0].stream):
+            self._end(conn, reason)
+        horizon = now - 2 * self.idle_timeout
+        if len(self.tombstones) > 100000:
+            self.tombstones = {k: v for k, v in self.tombstones.items() if v[2] >= horizon}
+
+    def finish(self):
+        """End of the capture: finish every connection, in stream order."""
+        conns = {id(c): c for c, _, _ in self.by_key.values()}
+        for conn in sorted(conns.values(), key=lambda c: c.stream):
+            self._end(conn, "end of capture")
+        self.tombstones = {}

@@ -1,0 +1,244 @@
+"""TCP segment -> side stream: the sans-IO TCP reassembler of one side.
+
+Theory of operation
+-------------------
+A ``SideStream`` is fed, in capture order, the segments one side of a
+connection sent (``segment``), what the peer acknowledged of them (``acked``)
+and the end of the connection (``finish``). It returns events:
+
+- ``(DATA, offset, payload, frame, time)``: the next bytes of the side stream,
+  in order, each tagged with the frame of their first transmission;
+- ``(GAP, offset, length)``: bytes the capture never held and never will.
+
+Offsets count from the first byte after the SYN; when the capture starts
+mid-connection, from the first byte seen (``midstream``). Sequence numbers
+wrap at 2^32; offsets do not (they are unwrapped against the last delivered
+offset).
+
+Out-of-order segments are held until the hole before them fills. A hole is
+declared a capture gap when the peer acknowledges bytes past it (the peer had
+them, so no retransmission will come), when the held bytes exceed
+``HOLD_LIMIT``, or at the end. Where a retransmission overlaps bytes already
+seen the first seen wins; bytes that differ are counted as ``conflicts``
+(against held bytes: delivered bytes are not kept). Nothing is held but
+out-of-order segments.
+"""
+
+MASK = 0xFFFFFFFF
+HALF = 1 << 31
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+DATA, GAP = 0, 1
+
+# Out-of-order bytes held before the oldest hole is taken for a capture gap.
+HOLD_LIMIT = 4 << 20
+HOLD_SEGMENTS = 4096
+# A FIN, RST or acknowledgment further than this past the delivered bytes is
+# not taken as the stream's end (a RST with a made-up sequence number).
+PLAUSIBLE_AHEAD = 1 << 26
+
+NOTHING = ()
+
+
+class SideStream:
+    """Reassembles the bytes one side of a connection sent; see the module docstring."""
+
+    __slots__ = ("base", "syn", "midstream", "next", "held", "held_bytes",
+                 "fin", "rst", "peer_acked", "retransmissions", "out_of_order",
+                 "conflicts", "gaps", "gap_bytes", "keepalives", "snap_cut",
+                 "segments", "before_start")
+
+    def __init__(self):
+        self.base = None          # sequence number of offset 0
+        self.syn = False          # its SYN was seen
+        self.midstream = False    # offsets count from the first byte seen, not the SYN
+        self.next = 0             # offset of the first byte not yet delivered
+        self.held = {}            # offset -> (payload, frame, time, missing)
+        self.held_bytes = 0
+        self.fin = None           # offset of its first FIN
+        self.rst = None           # offset its first RST points at
+        self.peer_acked = None    # furthest offset the peer acknowledged
+        self.retransmissions = 0
+        self.out_of_order = 0
+        self.conflicts = 0
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.keepalives = 0
+        self.snap_cut = 0         # segments cut by the snap length
+        self.segments = 0         # segments that carried payload
+        self.before_start = 0     # bytes before offset 0 of a mid-stream start
+
+    def offset(self, seq):
+        """Stream offset of sequence number ``seq`` (unwrapped near the delivered end)."""
+        delta = ((seq - self.base) - self.next) & MASK
+        if delta >= HALF:
+            delta -= 1 << 32
+        return self.next + delta
+
+    def segment(self, seq, flags, payload, frame, time, missing=0):
+        """A segment this side sent. Returns the events it releases."""
+        if self.base is None:
+            if flags & SYN:
+                self.base = (seq + 1) & MASK
+                self.syn = True
+            else:
+                self.base = seq
+                self.midstream = True
+        elif flags & SYN and not self.syn and not self.next and not self.held:
+            # the SYN came after other packets (reordered capture)
+            self.base = (seq + 1) & MASK
+            self.syn = True
+            self.midstream = False
+        offset = self.offset(seq)
+        if flags & SYN:
+            offset += 1
+        size = len(payload) + missing
+        end = offset + size
+        if flags & FIN and self.fin is None and 0 <= end - self.next < PLAUSIBLE_AHEAD:
+            self.fin = end
+        if flags & RST and self.rst is None and 0 <= offset - self.next < PLAUSIBLE_AHEAD:
+            self.rst = offset
+        if not size:
+            return NOTHING
+        self.segments += 1
+        if missing:
+            self.snap_cut += 1
+        nxt = self.next
+        if offset == nxt:
+            return self._deliver(offset, payload, frame, time, missing)
+        if end <= nxt:
+            if size == 1 and offset == nxt - 1:
+                self.keepalives += 1
+            elif offset < 0 and end <= 0 and self.midstream:
+                self.before_start += size
+            else:
+                self.retransmissions += 1
+            return NOTHING
+        if offset < nxt:
+            # partly new: keep the new tail
+            cut = nxt - offset
+            if offset < 0 and self.midstream:
+                self.before_start += cut
+            else:
+                self.retransmissions += 1
+            if cut >= len(payload):
+                missing -= cut - len(payload)
+                payload = b""
+            else:
+                payload = payload[cut:]
+            return self._deliver(nxt, payload, frame, time, missing)
+        # a hole before it: hold it
+        held = self.held.get(offset)
+        if held is not None:
+            old = held[0]
+            common = min(len(old), len(payload))
+            if bytes(old[:common]) != bytes(payload[:common]):
+                self.conflicts += 1
+            if size <= len(old) + held[3]:
+                self.retransmissions += 1
+                return NOTHING
+            # longer than what is held: keep the new tail beyond it
+            cut = len(old) + held[3]
+            if cut >= len(payload):
+                missing -= cut - len(payload)
+                payload = b""
+            else:
+                payload = payload[cut:]
+            offset += cut
+            if offset in self.held:
+                return NOTHING
+        self.out_of_order += 1
+        self.held[offset] = (payload, frame, time, missing)
+        self.held_bytes += len(payload)
+        if self.held_bytes > HOLD_LIMIT or len(self.held) > HOLD_SEGMENTS:
+            return self._skip_hole()
+        return NOTHING
+
+    def acked(self, offset):
+        """The peer acknowledged this side's bytes up to ``offset``."""
+        if not 0 <= offset - self.next < PLAUSIBLE_AHEAD:
+            return NOTHING
+        if self.peer_acked is None or offset > self.peer_acked:
+            self.peer_acked = offset
+        if self.held and offset > self.next and min(self.held) < offset:
+            # the peer had the bytes of the hole: they will not come again
+            return self._skip_hole()
+        return NOTHING
+
+    def finish(self):
+        """End of the connection: release what is held, with the holes as gaps."""
+        events = []
+        while self.held:
+            events += self._skip_hole()
+        # where the stream ended: its FIN, else what the peer acknowledged or its RST
+        if self.fin is not None:
+            end = self.fin
+        else:
+            end = max(m for m in (self.next, self.peer_acked, self.rst) if m is not None)
+        if end > self.next:
+            events.append((GAP, self.next, end - self.next))
+            self.gaps += 1
+            self.gap_bytes += end - self.next
+            self.next = end
+        return events
+
+    # -- internals ------------------------------------------------------------
+
+    def _deliver(self, offset, payload, frame, time, missing):
+        events = []
+        if payload:
+            events.append((DATA, offset, payload, frame, time))
+        offset += len(payload)
+        if missing > 0:
+            events.append((GAP, offset, missing))
+            self.gaps += 1
+            self.gap_bytes += missing
+            offset += missing
+        self.next = offset
+        if self.held:
+            self._drain(events)
+        return events
+
+    def _drain(self, events):
+        held = self.held
+        while held:
+            nxt = self.next
+            entry = held.pop(nxt, None)
+            if entry is None:
+                first = min(held)
+                if first > nxt:
+                    return
+                entry = held.pop(first)
+                payload, frame, time, missing = entry
+                self.held_bytes -= len(payload)
+                cut = nxt - first
+                if cut >= len(payload) + missing:
+                    continue
+                if cut >= len(payload):
+                    missing -= cut - len(payload)
+                    payload = b""
+                else:
+                    payload = payload[cut:]
+                entry = (payload, frame, time, missing)
+                self.held_bytes += len(payload)
+            payload, frame, time, missing = entry
+            self.held_bytes -= len(payload)
+            if payload:
+                events.append((DATA, nxt, payload, frame, time))
+            nxt += len(payload)
+            if missing > 0:
+                events.append((GAP, nxt, missing))
+                self.gaps += 1
+                self.gap_bytes += missing
+                nxt += missing
+            self.next = nxt
+
+    def _skip_hole(self):
+        """Give up on the hole before the first held segment: it is a capture gap."""
+        first = min(self.held)
+        events = [(GAP, self.next, first - self.next)]
+        self.gaps += 1
+        self.gap_bytes += first - self.next
+        self.next = first
+        self._drain(events)
+        return events

@@ -1,0 +1,526 @@
+"""Side stream -> TLS records: the sans-IO record tracker.
+
+Theory of operation
+-------------------
+A ``RecordTracker`` follows one side stream of one connection. It is fed the
+side's bytes in stream order, each chunk tagged with the frame that first
+carried it (``data``), the holes the capture never filled (``gap``), and the
+end of the stream (``end``). It returns the ``Record``s it completed. It never
+reads a file, prints or sleeps.
+
+It is in one of four modes:
+
+- ``SEEK``: TLS has not started. It looks for the start of a TLS handshake (a
+  handshake record holding a ClientHello or ServerHello, or a lone alert),
+  which is where TLS begins both at the first byte and after a plaintext
+  STARTTLS prologue (SMTP, IMAP, POP3, FTP, XMPP, LDAP, PostgreSQL...). An
+  SSLv2-format ClientHello at the very start is stepped over. After
+  ``SEEK_LIMIT`` bytes without TLS the side is not TLS (``OFF``).
+- ``SYNC``: it knows where the next record header is and follows the record
+  framing: header (5 bytes, possibly split over segments), then body.
+- ``RESYNC``: framing was lost (the capture started mid-stream, a gap
+  swallowed a header, or a header made no sense). A position is accepted as a
+  record header when the header is plausible and another plausible header of
+  the same version follows right after its body (or the stream ends exactly
+  there). The chunks since the earliest candidate are kept (bounded by one
+  record) and replayed through ``SYNC`` once a candidate is confirmed, so the
+  records found there have exact segments too.
+- ``OFF``: not TLS, or a pure SSLv2 connection: bytes are dropped.
+
+A completed record is held back until the next record starts, to learn
+whether the two share a segment (``coalesced``); ``gap`` and ``end`` flush it.
+Only the bytes of a record header in progress, the bodies of clear handshake
+and alert records (parsed as they arrive) and, while resynchronising, one
+record's worth of chunks are ever held.
+"""
+
+from dataclasses import dataclass
+
+from . import tls
+
+SEEK, SYNC, RESYNC, OFF = "seek", "sync", "resync", "off"
+
+# How far into a side stream TLS may start (a STARTTLS prologue is far shorter).
+SEEK_LIMIT = 1 << 16
+# Bytes of the previous chunks kept while seeking: enough for a start pattern
+# that straddles chunks.
+SEEK_TAIL = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One TLS record of a side stream, placed against the segments that carried it."""
+
+    index: int
+    """Position among this side's records, from 0."""
+    offset: int
+    """Where its 5-byte header starts in the side stream (bytes from the first byte after the SYN)."""
+    type: int
+    """Content type from the header: 20 change_cipher_spec, 21 alert, 22 handshake, 23 application_data, 24 heartbeat."""
+    version: int
+    """Version from the header (0x0301 for TLS 1.0 ... 0x0303; TLS 1.3 records say 0x0303)."""
+    length: int
+    """Body length from the header (the record spans ``5 + length`` bytes)."""
+    frames: tuple
+    """Frame numbers (1-based, as Wireshark shows them) of the first transmissions that carried its bytes, in stream order."""
+    segment_ends: tuple
+    """For each of ``frames``: the side-stream offset just past the last byte of this record that frame carried."""
+    header_frames: int
+    """How many segments carried the 5 header bytes (more than 1: a split header)."""
+    first_time: float
+    """Capture time of its first byte."""
+    last_time: float
+    """Capture time of its last byte: when it was complete."""
+    coalesced: bool
+    """It shares a segment with the end or start of another record."""
+    missing: int = 0
+    """Bytes of it the capture did not hold (a gap or a frame cut by the snap length)."""
+    messages: tuple = ()
+    """Handshake message types that start in it (handshake records in the clear only)."""
+    alert: tuple = None
+    """``(level, description)`` of an alert in the clear."""
+    complete: bool = True
+    """False for a record the stream ended inside of (its header announced more bytes)."""
+    received: int = 0
+    """Bytes of it (header included) the stream carried, for an incomplete record."""
+
+    @property
+    def end(self):
+        """The side-stream offset just past its last byte."""
+        return self.offset + tls.HEADER_LENGTH + self.length
+
+    @property
+    def straddling(self):
+        """Its bytes came in more than one segment."""
+        return len(self.frames) > 1
+
+    @property
+    def header_split(self):
+        """Its 5 header bytes came in more than one segment."""
+        return self.header_frames > 1
+
+    @property
+    def first_frame(self):
+        return self.frames[0] if self.frames else 0
+
+    @property
+    def last_frame(self):
+        return self.frames[-1] if self.frames else 0
+
+
+class RecordTracker:
+    """Cuts one side stream into TLS records; see the module docstring."""
+
+    def __init__(self, midstream=False):
+        self.mode = RESYNC if midstream else SEEK
+        self.pos = 0                  # stream offset of the next byte expected
+        self.tls_start = None         # where TLS began, once found
+        self.sslv2_hello = None       # version of an SSLv2-format ClientHello, if one came
+        self.server_version = None    # version negotiated by this side's ServerHello
+        self.hello_retry = False      # this side sent a HelloRetryRequest
+        self.client_hello = False     # this side sent a ClientHello
+        self.ccs_seen = False         # this side sent a change_cipher_spec record
+        self.desyncs = 0              # times record framing was lost (then resynchronised)
+        self.count = 0                # records completed
+        self.partial = None           # the incomplete record at the end of the stream
+        self._handshake = tls.HandshakeReader()
+        self._held = None             # completed record waiting for the next one to start
+        self._log = []                # (offset, payload|None, frame|length, time): chunks kept while seeking/resynchronising
+        self._candidates = []         # RESYNC: (offset, version, next_header_offset)
+        self._skip = 0                # bytes of an SSLv2 ClientHello still to step over
+        self._reset_record()
+
+    # -- inputs ---------------------------------------------------------------
+
+    def data(self, offset, payload, frame, time):
+        """Bytes of the stream at ``offset`` (== the end of what was fed before), first carried by ``frame``."""
+        out = []
+        if offset != self.pos:  # a caller that skipped bytes: treat them as a gap
+            if offset > self.pos:
+                out += self.gap(self.pos, offset - self.pos)
+            else:
+                payload = payload[self.pos - offset:]
+                offset = self.pos
+        if payload:
+            self._feed(offset, payload, frame, time, out)
+        return out
+
+    def gap(self, offset, length):
+        """Bytes ``[offset, offset + length)`` of the stream were never captured."""
+        out = []
+        if length <= 0:
+            return out
+        if self.mode == SYNC:
+            self._gap_in_sync(length, out)
+        elif self.mode == OFF:
+            pass
+        else:
+            if self.mode == SEEK:
+                # the start of TLS may be in the hole: look for any record framing
+                self.mode = RESYNC
+                self._log = []
+            self._log.append((offset, None, length, None))
+            self._candidates = [c for c in self._candidates if c[2] >= offset + length]
+            self._trim_log()
+        self.pos = offset + length
+        return out
+
+    def end(self):
+        """The side stream ends here (its FIN, RST, or the end of the capture)."""
+        out = []
+        if self.mode == RESYNC:
+            for cand in self._candidates:
+                if cand[2] == self.pos:
+                    self._sync_at(cand[0], out)
+                    break
+        self._flush(out)
+        if self.mode == SYNC and (self._hdr or self._cur_frames):
+            self.partial = self._make_record()
+        return out
+
+    # -- modes ----------------------------------------------------------------
+
+    def _feed(self, offset, payload, frame, time, out):
+        while payload:
+            mode = self.mode
+            if mode == SYNC:
+                self._feed_sync(payload, frame, time, out)
+                return
+            if mode == OFF:
+                self.pos = offset + len(payload)
+                return
+            if self._skip:
+                take = min(self._skip, len(payload))
+                self._skip -= take
+                offset += take
+                payload = payload[take:]
+                self.pos = offset
+                if not self._skip:
+                    self.mode = SYNC
+                    self._reset_record()
+                continue
+            if mode == SEEK:
+                self._seek(offset, payload, frame, time, out)
+            else:
+                self._resync(offset, payload, frame, time, out)
+            return
+
+    def _seek(self, offset, payload, frame, time, out):
+        if offset == 0 and payload[0] & 0x80 and len(payload) >= 5:
+            try:
+                total, version = tls.sslv2_client_hello_length(payload)
+            except tls.MalformedTLS:
+                pass
+            else:
+                self.sslv2_hello = version
+                self.client_hello = True
+                self.tls_start = 0
+                if version == 0x0002:
+                    self.mode = OFF  # a pure SSLv2 connection: no TLS records follow
+                    self.pos = offset + len(payload)
+                    return
+                self._skip = total
+                self._feed(offset, payload, frame, time, out)
+                return
+        self._log.append((offset, payload, frame, time))
+        self.pos = offset + len(payload)
+        window_start = self._log[0][0]
+        window = b"".join(bytes(chunk[1]) for chunk in self._log)
+        match = tls.TLS_START.search(window)
+        if match:
+            self._sync_at(window_start + match.start(), out)
+            return
+        if self.pos > SEEK_LIMIT:
+            self.mode = OFF  # no TLS handshake near the start: not TLS
+            self._log = []
+            return
+        # keep only the tail a pattern straddling into the next chunk needs
+        keep_from = self.pos - SEEK_TAIL
+        self._log = [c for c in self._log if c[0] + len(c[1]) > keep_from]
+
+    def _resync(self, offset, payload, frame, time, out):
+        self._log.append((offset, payload, frame, time))
+        end = offset + len(payload)
+        self.pos = end
+        # new candidate headers: scan this chunk with the few bytes before it
+        tail_start = max(offset - 4, self._log[0][0])
+        window = self._window(tail_start, end)
+        for match in tls.HEADER_START.finditer(window):
+            start = tail_start + match.start()
+            if start < offset - 4 or any(c[0] == start for c in self._candidates):
+                continue
+            header = window[match.start():match.start() + 5]
+            if len(header) < 5:
+                if start >= offset - 4:
+                    self._candidates.append((start, None, None))
+                continue
+            self._add_candidate(start, header)
+        # complete candidates whose header was cut at the end of the last chunk
+        for i, cand in enumerate(self._candidates):
+            if cand[1] is None and cand[0] + 5 <= end:
+                self._candidates[i] = None
+                self._add_candidate(cand[0], self._window(cand[0], cand[0] + 5))
+        self._candidates = [c for c in self._candidates if c is not None]
+        # confirm: a plausible header right after the candidate's body
+        for cand in sorted(self._candidates, key=lambda c: c[0]):
+            start, version, following = cand
+            if version is None or following + 5 > end:
+                continue
+            nxt = self._window(following, following + 5)
+            try:
+                parsed = tls.parse_header(nxt)
+            except tls.MalformedTLS:
+                parsed = None
+            if parsed and parsed[1] == version:
+                self._sync_at(start, out)
+                return
+            self._candidates.remove(cand)
+        if self.tls_start is None and self.pos > SEEK_LIMIT:
+            self.mode = OFF  # never found any record framing: not TLS
+            self._log, self._candidates = [], []
+            return
+        self._trim_log()
+
+    def _add_candidate(self, start, header):
+        try:
+            parsed = tls.parse_header(header)
+        except tls.MalformedTLS:
+            return
+        if parsed and parsed[2] > 0:
+            self._candidates.append((start, parsed[1], start + 5 + parsed[2]))
+
+    def _window(self, start, end):
+        """The logged bytes in ``[start, end)``, cut short where a gap begins."""
+        parts = []
+        expected = start
+        for chunk_offset, payload, _, _ in self._log:
+            if payload is None:
+                continue
+            chunk_end = chunk_offset + len(payload)
+            if chunk_end <= expected:
+                continue
+            if chunk_offset > expected or expected >= end:
+                break
+            parts.append(bytes(payload[expected - chunk_offset:end - chunk_offset]))
+            expected = min(chunk_end, end)
+        return b"".join(parts)
+
+    def _trim_log(self):
+        """Keep the chunks the earliest live candidate needs (or the last 4 bytes)."""
+        keep_from = min((c[0] for c in self._candidates), default=self.pos - 4)
+        self._log = [c for c in self._log
+                     if c[0] + (c[2] if c[1] is None else len(c[1])) > keep_from]
+
+    def _sync_at(self, start, out):
+        """Framing found at ``start``: replay the kept chunks from there in SYNC."""
+        log, self._log, self._candidates = self._log, [], []
+        if self.tls_start is None:
+            self.tls_start = start
+        self.mode = SYNC
+        self.pos = start
+        self._reset_record()
+        for chunk_offset, payload, frame, time in log:
+            if payload is None:
+                if chunk_offset + frame > start:
+                    cut = max(start, chunk_offset)
+                    out += self.gap(cut, chunk_offset + frame - cut)
+                continue
+            chunk_end = chunk_offset + len(payload)
+            if chunk_end <= start:
+                continue
+            cut = max(start, chunk_offset)
+            if cut < self.pos:  # already replayed (a nested resync)
+                if chunk_end <= self.pos:
+                    continue
+                cut = self.pos
+            self._feed(cut, payload[cut - chunk_offset:], frame, time, out)
+
+    # -- SYNC: record framing -------------------------------------------------
+
+    def _reset_record(self):
+        self._start = self.pos
+        self._hdr = b""
+        self._hdr_frames = 0
+        self._type = self._version = self._length = None
+        self._body_left = 0
+        self._cur_frames = []
+        self._cur_ends = []
+        self._first_time = self._last_time = None
+        self._missing = 0
+        self._messages = []
+        self._alert_bytes = None
+        self._parse_handshake = False
+        self._hs_probe = None
+        self._coalesced_prev = False
+
+    def _touch(self, frame, time, end, out):
+        """Note that ``frame`` carried this record's bytes up to ``end``."""
+        if self._cur_frames and self._cur_frames[-1] == frame:
+            self._cur_ends[-1] = end
+        else:
+            if not self._cur_frames:
+                self._first_time = time
+                if self._held is not None:
+                    self._coalesced_prev = self._release(frame, out)
+            self._cur_frames.append(frame)
+            self._cur_ends.append(end)
+        self._last_time = time
+
+    def _feed_sync(self, payload, frame, time, out):
+        pos, n = 0, len(payload)
+        base = self.pos
+        while pos < n:
+            if self._type is None:
+                if not self._hdr:
+                    self._start = base + pos
+                take = min(5 - len(self._hdr), n - pos)
+                self._hdr += bytes(payload[pos:pos + take])
+                pos += take
+                if not self._cur_frames or self._cur_frames[-1] != frame:
+                    self._hdr_frames += 1
+                self._touch(frame, time, base + pos, out)
+                if len(self._hdr) < 5:
+                    continue
+                try:
+                    self._type, self._version, self._length = tls.parse_header(self._hdr)
+                except tls.MalformedTLS:
+                    # framing lost: look for it again from the next byte on
+                    self.desyncs += 1
+                    self._flush(out)
+                    self._reset_record()
+                    self.mode = RESYNC
+                    self.pos = base + pos
+                    self._log = []
+                    if pos < n:
+                        self._feed(base + pos, payload[pos:], frame, time, out)
+                    return
+                self._body_left = self._length
+                self._begin_body()
+                if not self._body_left:
+                    self._complete()
+                continue
+            take = min(self._body_left, n - pos)
+            if self._hs_probe is not None or self._parse_handshake or self._alert_bytes is not None:
+                self._read_body(payload[pos:pos + take])
+            pos += take
+            self._body_left -= take
+            self._touch(frame, time, base + pos, out)
+            if not self._body_left:
+                self._complete()
+        self.pos = base + n
+
+    def _begin_body(self):
+        content_type = self._type
+        if content_type == tls.HANDSHAKE:
+            if self.ccs_seen:
+                # after its change_cipher_spec a side's handshake records are
+                # encrypted, but for a second ClientHello (TLS 1.3 after a
+                # HelloRetryRequest, RFC 8446 appendix D.4): probe its first bytes
+                self._hs_probe = b"" if self._length >= 4 else None
+            else:
+                self._parse_handshake = True
+        elif content_type == tls.ALERT and self._length == 2:
+            self._alert_bytes = b""
+        elif content_type == tls.CHANGE_CIPHER_SPEC:
+            self.ccs_seen = True
+
+    def _read_body(self, chunk):
+        if self._hs_probe is not None:
+            need = 4 - len(self._hs_probe)
+            self._hs_probe += bytes(chunk[:need])
+            chunk = chunk[need:]
+            if len(self._hs_probe) < 4:
+                return
+            head, self._hs_probe = self._hs_probe, None
+            if head[0] == tls.CLIENT_HELLO and int.from_bytes(head[1:4], "big") + 4 == self._length:
+                self._parse_handshake = True
+                self._read_handshake(head)
+        if self._parse_handshake:
+            self._read_handshake(chunk)
+        elif self._alert_bytes is not None:
+            self._alert_bytes += bytes(chunk)
+
+    def _read_handshake(self, chunk):
+        for msg_type, body in self._handshake.feed(chunk):
+            self._messages.append(msg_type)
+            if msg_type == tls.CLIENT_HELLO:
+                self.client_hello = True
+            elif msg_type == tls.SERVER_HELLO and body is not None:
+                try:
+                    version, retry = tls.server_hello_version(body)
+                except tls.MalformedTLS:
+                    continue
+                self.hello_retry = self.hello_retry or retry
+                if not retry or self.server_version is None:
+                    self.server_version = version
+
+    def _gap_in_sync(self, length, out):
+        if self._type is not None and length <= self._body_left:
+            # the hole is inside the body: framing survives
+            self._body_left -= length
+            self._missing += length
+            if self._parse_handshake:
+                self._handshake = tls.HandshakeReader()  # its message framing is lost
+            self._parse_handshake = False
+            self._hs_probe = self._alert_bytes = None
+            if not self._body_left:
+                self._complete()
+            return
+        if self._type is not None and self._body_left:
+            # the hole runs past this record's end: it ends there, framing is lost
+            self._missing += self._body_left
+            self._body_left = 0
+            self._complete()
+        self._flush(out)
+        self._reset_record()
+        self.desyncs += 1
+        self.mode = RESYNC
+        self._log = []
+
+    def _complete(self):
+        """The record in progress is whole: hold it until the next one starts."""
+        alert = None
+        if self._alert_bytes is not None and len(self._alert_bytes) == 2:
+            alert = (self._alert_bytes[0], self._alert_bytes[1])
+        self._held = dict(
+            index=self.count, offset=self._start, type=self._type,
+            version=self._version, length=self._length,
+            frames=tuple(self._cur_frames), segment_ends=tuple(self._cur_ends),
+            header_frames=self._hdr_frames, first_time=self._first_time,
+            last_time=self._last_time, missing=self._missing,
+            messages=tuple(self._messages), alert=alert,
+            coalesced=self._coalesced_prev)
+        self.count += 1
+        self.pos = self._start + 5 + self._length
+        self._reset_record()
+
+    def _release(self, next_first_frame, out):
+        """Emit the held record; return whether it shares ``next_first_frame``."""
+        args, self._held = self._held, None
+        shared = next_first_frame is not None and args["frames"][-1:] == (next_first_frame,)
+        if shared:
+            args["coalesced"] = True
+        out.append(Record(**args))
+        return shared
+
+    def _flush(self, out):
+        if self._held is not None:
+            self._release(None, out)
+
+    def _make_record(self):
+        if self._type is None:
+            # stream ended inside a header: we know only what came
+            received = len(self._hdr)
+            length = 0
+            content_type = self._hdr[0] if self._hdr else 0
+            version = 0
+        else:
+            received = 5 + self._length - self._body_left - self._missing
+            length, content_type, version = self._length, self._type, self._version
+        return Record(index=self.count, offset=self._start, type=content_type,
+                      version=version, length=length, frames=tuple(self._cur_frames),
+                      segment_ends=tuple(self._cur_ends), header_frames=self._hdr_frames,
+                      first_time=self._first_time, last_time=self._last_time,
+                      coalesced=False, missing=self._missing,
+                      messages=tuple(self._messages), complete=False,
+                      received=received)

@@ -1,0 +1,211 @@
+"""TLS wire constants and the few content parsers the tracker needs.
+
+Parsing goes in stages (RFC 8446 section 5.1, RFC 5246 section 6.2): the
+5-byte record header (``parse_header``), then the envelope with its segment
+span (``records.RecordTracker``), then the few contents we need: handshake
+message types, the negotiated version from ServerHello, alerts.
+
+Every parser here has three outcomes, written in its docstring: complete
+(result), incomplete (``None``), malformed (``MalformedTLS``).
+"""
+
+import re
+import struct
+
+# Content types, RFC 8446 section 5.1 / RFC 6520 (heartbeat).
+CHANGE_CIPHER_SPEC = 20
+ALERT = 21
+HANDSHAKE = 22
+APPLICATION_DATA = 23
+HEARTBEAT = 24
+CONTENT_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake",
+                 23: "application_data", 24: "heartbeat"}
+
+# Largest record body a peer may send: 2^14 + 2048 (RFC 5246 section 6.2.3).
+MAX_RECORD_LENGTH = 2 ** 14 + 2048
+HEADER_LENGTH = 5
+
+# Handshake message types, RFC 8446 section 4 and RFC 5246 section 7.4.
+CLIENT_HELLO = 1
+SERVER_HELLO = 2
+NEW_SESSION_TICKET = 4
+FINISHED = 20
+HANDSHAKE_TYPES = {0: "hello_request", 1: "client_hello", 2: "server_hello",
+                   3: "hello_verify_request", 4: "new_session_ticket",
+                   5: "end_of_early_data", 8: "encrypted_extensions",
+                   11: "certificate", 12: "server_key_exchange",
+                   13: "certificate_request", 14: "server_hello_done",
+                   15: "certificate_verify", 16: "client_key_exchange",
+                   20: "finished", 21: "certificate_url",
+                   22: "certificate_status", 24: "key_update",
+                   254: "message_hash"}
+
+# Extension carrying the real version in TLS 1.3, RFC 8446 section 4.2.1.
+EXT_SUPPORTED_VERSIONS = 43
+
+# ServerHello.random of a HelloRetryRequest, RFC 8446 section 4.1.3.
+HRR_RANDOM = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+
+# An encrypted TLS 1.3 alert: 2 bytes of alert, 1 byte of inner content type
+# and the 16-byte AEAD tag of every TLS 1.3 cipher suite but CCM_8 (8 bytes).
+TLS13_ALERT_LENGTHS = (19, 11)
+
+ALERT_DESCRIPTIONS = {0: "close_notify", 10: "unexpected_message",
+                      20: "bad_record_mac", 22: "record_overflow",
+                      40: "handshake_failure", 42: "bad_certificate",
+                      43: "unsupported_certificate", 44: "certificate_revoked",
+                      45: "certificate_expired", 46: "certificate_unknown",
+                      47: "illegal_parameter", 48: "unknown_ca",
+                      49: "access_denied", 50: "decode_error",
+                      51: "decrypt_error", 70: "protocol_version",
+                      71: "insufficient_security", 80: "internal_error",
+                      86: "inappropriate_fallback", 90: "user_canceled",
+                      100: "no_renegotiation", 109: "missing_extension",
+                      110: "unsupported_extension", 112: "unrecognized_name",
+                      116: "certificate_required",
+                      120: "no_application_protocol"}
+
+# A plausible record header: content type 20-24, version major 3, minor 0-4.
+HEADER_START = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
+# The start of a TLS handshake (ClientHello or ServerHello in a handshake
+# record) or of a lone alert: where TLS begins after a plaintext prologue.
+TLS_START = re.compile(rb"\x16\x03[\x00-\x04]..[\x01\x02]\x00|\x15\x03[\x00-\x04]\x00\x02",
+                       re.DOTALL)
+
+
+class MalformedTLS(ValueError):
+    """Bytes that cannot be the TLS structure they were parsed as."""
+
+
+def parse_header(header):
+    """Parse a 5-byte record header.
+
+    Complete: ``(content_type, version, length)``; incomplete: ``None`` when
+    fewer than 5 bytes are given; malformed: ``MalformedTLS`` when the type,
+    the version major or the length is out of range.
+    """
+    if len(header) < HEADER_LENGTH:
+        return None
+    content_type, major, minor, length = struct.unpack_from("!BBBH", header)
+    if not (CHANGE_CIPHER_SPEC <= content_type <= HEARTBEAT):
+        raise MalformedTLS(f"content type {content_type}")
+    if major != 3 or minor > 4:
+        raise MalformedTLS(f"version {major}.{minor}")
+    if length > MAX_RECORD_LENGTH:
+        raise MalformedTLS(f"length {length}")
+    return content_type, (major << 8) | minor, length
+
+
+def sslv2_client_hello_length(head):
+    """Length of an SSLv2-format ClientHello at the start of ``head``.
+
+    SSL 2.0 record header with the high bit set (2-byte header), message type
+    1 (CLIENT-HELLO) and a version 2.0 or 3.x (RFC 6101 appendix E.1).
+    Complete: ``(total_length, version)``; incomplete: ``None``; malformed:
+    ``MalformedTLS``.
+    """
+    if len(head) < 5:
+        return None
+    if not head[0] & 0x80 or head[2] != 1:
+        raise MalformedTLS("not an SSLv2 ClientHello")
+    version = (head[3] << 8) | head[4]
+    if version != 0x0002 and not (0x0300 <= version <= 0x0304):
+        raise MalformedTLS(f"SSLv2 ClientHello version {version:#06x}")
+    length = ((head[0] & 0x7F) << 8) | head[1]
+    if length < 9:
+        raise MalformedTLS("SSLv2 ClientHello too short")
+    return 2 + length, version
+
+
+def version_name(version):
+    """A person's name for a wire version: ``1.2``, ``1.3``, ``SSLv3``..."""
+    if version is None:
+        return None
+    if version == 0x0002:
+        return "SSLv2"
+    if version == 0x0300:
+        return "SSLv3"
+    if 0x0301 <= version <= 0x0304:
+        return f"1.{version - 0x0301}"
+    if (version >> 8) == 0x7F or version in (0xFB1A, 0x7E02):
+        return "1.3"  # TLS 1.3 drafts (0x7fXX) and experimental code points
+    return f"{version:#06x}"
+
+
+def server_hello_version(body):
+    """The version a ServerHello negotiates (RFC 8446 section 4.1.3).
+
+    ``body`` is the ServerHello message body (after the 4-byte handshake
+    header). Complete: ``(version, is_hello_retry)``; malformed:
+    ``MalformedTLS`` (a cut body is malformed: the caller gives it whole).
+    """
+    try:
+        legacy_version, = struct.unpack_from("!H", body, 0)
+        is_retry = bytes(body[2:34]) == HRR_RANDOM
+        pos = 34
+        session_id_length = body[pos]
+        pos += 1 + session_id_length + 2 + 1  # session id, cipher, compression
+        if pos + 2 > len(body):
+            return legacy_version, is_retry  # no extensions (before TLS 1.3)
+        extensions_length, = struct.unpack_from("!H", body, pos)
+        pos += 2
+        end = min(len(body), pos + extensions_length)
+        while pos + 4 <= end:
+            ext_type, ext_length = struct.unpack_from("!HH", body, pos)
+            pos += 4
+            if ext_type == EXT_SUPPORTED_VERSIONS and ext_length == 2:
+                return struct.unpack_from("!H", body, pos)[0], is_retry
+            pos += ext_length
+        return legacy_version, is_retry
+    except (IndexError, struct.error) as exc:
+        raise MalformedTLS(f"ServerHello: {exc}") from None
+
+
+class HandshakeReader:
+    """Cuts a side's clear handshake byte stream into messages.
+
+    Feed the bodies of clear handshake records with ``feed``; it returns the
+    ``(type, body_or_None)`` of every message that starts in these bytes
+    (``body`` only for ServerHello, the one whose content we need, and only
+    once complete). Messages may span records and records may hold several.
+    """
+
+    MAX_KEPT_BODY = 1 << 16
+
+    def __init__(self):
+        self._header = bytearray()
+        self._remaining = 0   # body bytes of the current message still to come
+        self._kept = None     # ServerHello body being collected
+
+    def feed(self, data):
+        started = []
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._remaining:
+                take = min(self._remaining, n - pos)
+                if self._kept is not None:
+                    self._kept += data[pos:pos + take]
+                self._remaining -= take
+                pos += take
+                if not self._remaining and self._kept is not None:
+                    started.append((SERVER_HELLO, bytes(self._kept)))
+                    self._kept = None
+                continue
+            take = min(4 - len(self._header), n - pos)
+            self._header += data[pos:pos + take]
+            pos += take
+            if len(self._header) < 4:
+                break
+            msg_type = self._header[0]
+            length = int.from_bytes(self._header[1:4], "big")
+            self._header.clear()
+            self._remaining = length
+            if msg_type == SERVER_HELLO and length <= self.MAX_KEPT_BODY:
+                self._kept = bytearray()
+                if not length:
+                    started.append((msg_type, b""))
+                    self._kept = None
+            else:
+                started.append((msg_type, None))
+        return started

@@ -1,0 +1,43 @@
+"""Shared fixtures: where the public corpus lives, and whether tshark is here.
+
+Outside CI, tests that need ../shared/corpus or tshark skip with a reason; in CI
+(CI=true) a missing corpus or tshark is a failure, not a skip.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+CORPUS = ROOT.parent / "shared" / "corpus"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _need(what, present):
+    if present:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but missing")
+    pytest.skip(f"{what} not available")
+
+
+def corpus_files():
+    """Every capture file of the corpus (empty when the corpus is absent)."""
+    if not CORPUS.is_dir():
+        return []
+    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md")
+
+
+@pytest.fixture
+def corpus():
+    _need(f"the corpus at {CORPUS}", CORPUS.is_dir())
+    return CORPUS
+
+
+@pytest.fixture
+def tshark():
+    path = shutil.which("tshark")
+    _need("tshark", path)
+    return path
