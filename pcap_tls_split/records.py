@@ -127,7 +127,6 @@ class RecordTracker:
         self._held = None             # completed record waiting for the next one to start
         self._log = []                # (offset, payload|None, frame|length, time): chunks kept while seeking/resynchronising
         self._candidates = []         # RESYNC: (offset, version, next_header_offset)
-        self._skip = 0                # bytes of an SSLv2 ClientHello still to step over
         self._reset_record()
 
     # -- inputs ---------------------------------------------------------------
@@ -181,51 +180,40 @@ class RecordTracker:
     # -- modes ----------------------------------------------------------------
 
     def _feed(self, offset, payload, frame, time, out):
-        while payload:
-            mode = self.mode
-            if mode == SYNC:
-                self._feed_sync(payload, frame, time, out)
-                return
-            if mode == OFF:
-                self.pos = offset + len(payload)
-                return
-            if self._skip:
-                take = min(self._skip, len(payload))
-                self._skip -= take
-                offset += take
-                payload = payload[take:]
-                self.pos = offset
-                if not self._skip:
-                    self.mode = SYNC
-                    self._reset_record()
-                continue
-            if mode == SEEK:
-                self._seek(offset, payload, frame, time, out)
-            else:
-                self._resync(offset, payload, frame, time, out)
-            return
+        mode = self.mode
+        if mode == SYNC:
+            self._feed_sync(payload, frame, time, out)
+        elif mode == SEEK:
+            self._seek(offset, payload, frame, time, out)
+        elif mode == RESYNC:
+            self._resync(offset, payload, frame, time, out)
+        else:
+            self.pos = offset + len(payload)
 
     def _seek(self, offset, payload, frame, time, out):
-        if offset == 0 and payload[0] & 0x80 and len(payload) >= 5:
+        self._log.append((offset, payload, frame, time))
+        self.pos = offset + len(payload)
+        window_start = self._log[0][0]
+        window = b"".join(bytes(chunk[1]) for chunk in self._log)
+        if window_start == 0 and window and window[0] & 0x80:
+            # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1)
             try:
-                total, version = tls.sslv2_client_hello_length(payload)
+                hello = tls.sslv2_client_hello_length(window)
             except tls.MalformedTLS:
-                pass
-            else:
+                hello = False
+            if hello is None:
+                return  # wait for its first 5 bytes
+            if hello:
+                total, version = hello
                 self.sslv2_hello = version
                 self.client_hello = True
                 self.tls_start = 0
                 if version == 0x0002:
                     self.mode = OFF  # a pure SSLv2 connection: no TLS records follow
-                    self.pos = offset + len(payload)
+                    self._log = []
                     return
-                self._skip = total
-                self._feed(offset, payload, frame, time, out)
+                self._sync_at(total, out)  # TLS records follow it
                 return
-        self._log.append((offset, payload, frame, time))
-        self.pos = offset + len(payload)
-        window_start = self._log[0][0]
-        window = b"".join(bytes(chunk[1]) for chunk in self._log)
         match = tls.TLS_START.search(window)
         if match:
             self._sync_at(window_start + match.start(), out)

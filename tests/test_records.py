@@ -1,0 +1,239 @@
+"""The TLS record tracker, byte by byte (sans-IO: bytes in, records out)."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pcap_tls_split import tls
+from pcap_tls_split.records import OFF, RecordTracker
+
+# A TLS 1.3 server flight, as a side stream (hex, one layer a line):
+SERVER_FLIGHT = bytes.fromhex(
+    # record: handshake, version 3.3, length 0x3c (60)
+    "16 0303 003c"
+    # ServerHello, length 56: legacy_version 3.3, random (32 bytes)
+    "02 000038 0303" + "11" * 32 +
+    # session id length 0, cipher 0x1301, compression 0
+    "00 1301 00"
+    # extensions length 16: supported_versions (43) = 0x0304; key_share (51) 6 bytes
+    "0010 002b 0002 0304 0033 0006 001d 0002 aabb"
+    # record: change_cipher_spec, length 1
+    "14 0303 0001 01"
+    # record: application_data (encrypted handshake), length 40
+    "17 0303 0028" + "5a" * 40 +
+    # record: application_data, length 300
+    "17 0303 012c" + "a5" * 300 +
+    # record: application_data of alert size (19: an encrypted TLS 1.3 close_notify)
+    "17 0303 0013" + "c3" * 19
+)
+SERVER_RECORDS = [(0, 22, 60), (65, 20, 1), (71, 23, 40), (116, 23, 300), (421, 23, 19)]
+
+# A TLS 1.2 client flight: ClientHello, CCS, encrypted Finished, data, close_notify
+CLIENT_FLIGHT = bytes.fromhex(
+    # record: handshake, version 3.1, length 45; ClientHello length 41
+    "16 0301 002d 01 000029 0303" + "22" * 32 +
+    # session id 0, cipher suites length 2 (0xc02f), compression 1 (null)
+    "00 0002 c02f 01 00"
+    # record: change_cipher_spec
+    "14 0303 0001 01"
+    # record: handshake (encrypted Finished), length 40
+    "16 0303 0028" + "77" * 40 +
+    # record: application_data, length 100
+    "17 0303 0064" + "88" * 100 +
+    # record: alert in the clear: warning(1) close_notify(0)
+    "15 0303 0002 0100"
+)
+CLIENT_RECORDS = [(0, 22, 45), (50, 20, 1), (56, 22, 40), (101, 23, 100), (206, 21, 2)]
+
+
+def feed(stream, cuts=(), midstream=False, frames=None):
+    """Feed ``stream`` cut at ``cuts``; chunk i is frame i+1 at time i."""
+    tracker = RecordTracker(midstream=midstream)
+    bounds = [0, *sorted(set(cuts)), len(stream)]
+    out = []
+    for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        if start < end:
+            out += tracker.data(start, stream[start:end], i + 1, float(i))
+    out += tracker.end()
+    return out, tracker
+
+
+def shape(records):
+    return [(r.offset, r.type, r.length) for r in records]
+
+
+@pytest.mark.parametrize("stream, expected", [(SERVER_FLIGHT, SERVER_RECORDS),
+                                              (CLIENT_FLIGHT, CLIENT_RECORDS)],
+                         ids=["server-tls13", "client-tls12"])
+def test_whole_stream(stream, expected):
+    records, tracker = feed(stream)
+    assert shape(records) == expected
+    assert [r.index for r in records] == list(range(len(expected)))
+    assert all(r.frames == (1,) and not r.straddling for r in records)
+    # all in one segment: each record shares it with its neighbours
+    assert all(r.coalesced for r in records)
+    assert tracker.partial is None and tracker.tls_start == 0
+
+
+def test_contents_in_the_clear():
+    records, tracker = feed(SERVER_FLIGHT)
+    assert tracker.server_version == 0x0304 and tls.version_name(tracker.server_version) == "1.3"
+    assert records[0].messages == (tls.SERVER_HELLO,)
+    assert records[2].messages == ()  # encrypted after the change_cipher_spec
+    records, tracker = feed(CLIENT_FLIGHT)
+    assert tracker.client_hello and tracker.ccs_seen
+    assert records[0].messages == (tls.CLIENT_HELLO,)
+    assert records[2].messages == ()  # the Finished is encrypted
+    assert records[4].alert == (1, 0)
+
+
+@pytest.mark.parametrize("stream, expected", [(SERVER_FLIGHT, SERVER_RECORDS),
+                                              (CLIENT_FLIGHT, CLIENT_RECORDS)],
+                         ids=["server-tls13", "client-tls12"])
+def test_byte_by_byte(stream, expected):
+    records, tracker = feed(stream, cuts=range(1, len(stream)))
+    assert shape(records) == expected
+    for r in records:
+        assert r.header_split and r.header_frames == 5
+        assert len(r.frames) == 5 + r.length
+        assert r.frames[0] == r.offset + 1 and r.frames[-1] == r.end
+        assert r.segment_ends == tuple(range(r.offset + 1, r.end + 1))
+        assert not r.coalesced
+    assert tracker.server_version == (0x0304 if stream is SERVER_FLIGHT else None)
+
+
+@pytest.mark.parametrize("stream, expected", [(SERVER_FLIGHT, SERVER_RECORDS),
+                                              (CLIENT_FLIGHT, CLIENT_RECORDS)],
+                         ids=["server-tls13", "client-tls12"])
+def test_split_at_every_offset(stream, expected):
+    for cut in range(1, len(stream)):
+        records, _ = feed(stream, cuts=[cut])
+        assert shape(records) == expected, cut
+        for r in records:
+            inside = r.offset < cut < r.end
+            assert r.straddling == inside, (cut, r)
+            assert r.header_split == (r.offset < cut < r.offset + 5), (cut, r)
+            if inside:
+                assert r.frames == (1, 2) and r.segment_ends == (cut, r.end)
+        # a cut on a record boundary: the two records on each side of it do not share a segment
+        boundary = [r for r in records if r.offset == cut]
+        if boundary:
+            before = records[boundary[0].index - 1]
+            assert not before.coalesced or before.index == 0 or before.frames[0] == 1
+        assert sum(r.header_split for r in records) == sum(r.offset < cut < r.offset + 5 for r in records)
+
+
+def test_coalesced_only_when_sharing_a_segment():
+    # one segment per record: none coalesced
+    cuts = [o for o, _, _ in CLIENT_RECORDS[1:]]
+    records, _ = feed(CLIENT_FLIGHT, cuts=cuts)
+    assert not any(r.coalesced for r in records)
+    # records 1 and 2 in one segment, the others alone
+    records, _ = feed(CLIENT_FLIGHT, cuts=[50, 101, 206])
+    assert [r.coalesced for r in records] == [False, True, True, False, False]
+
+
+def test_starttls_prologue():
+    prologue = b"220 mail.example ESMTP\r\nEHLO x\r\n250 STARTTLS\r\nSTARTTLS\r\n220 go ahead\r\n"
+    stream = prologue + CLIENT_FLIGHT
+    for cuts in ([], [len(prologue)], [len(prologue) + 3], [10, len(prologue) - 2, len(prologue) + 7]):
+        records, tracker = feed(stream, cuts=cuts)
+        assert tracker.tls_start == len(prologue)
+        assert shape(records) == [(o + len(prologue), t, n) for o, t, n in CLIENT_RECORDS]
+
+
+def test_sslv2_compatible_hello_is_stepped_over():
+    # SSLv2 record header (2 bytes, high bit), CLIENT-HELLO (1), version 3.1,
+    # cipher specs length 3, session id 0, challenge 16
+    hello = bytes.fromhex("801c 01 0301 0003 0000 0010 00002f") + b"\x33" * 16
+    assert len(hello) == 2 + 0x1c
+    stream = hello + CLIENT_FLIGHT[50:]
+    records, tracker = feed(stream, cuts=[3, 40])
+    assert tracker.sslv2_hello == 0x0301 and tracker.client_hello
+    assert shape(records) == [(o - 50 + len(hello), t, n) for o, t, n in CLIENT_RECORDS[1:]]
+
+
+def test_pure_sslv2_is_not_followed():
+    hello = bytes.fromhex("801c 01 0002 0003 0000 0010 010080") + b"\x33" * 16
+    records, tracker = feed(hello + b"\x00" * 50)
+    assert records == [] and tracker.sslv2_hello == 0x0002 and tracker.mode == OFF
+
+
+def test_plain_text_is_not_tls():
+    records, tracker = feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 4000, cuts=range(1000, 100000, 1000))
+    assert records == [] and tracker.tls_start is None and tracker.mode == OFF
+
+
+def test_midstream_start_resynchronises():
+    # the capture starts 30 bytes into the 300-byte record
+    stream = SERVER_FLIGHT[116 + 30:]
+    records, tracker = feed(stream, midstream=True, cuts=[100, 200])
+    assert shape(records) == [(421 - 146, 23, 19)]
+    assert records[0].frames == (3,)
+
+
+def test_gap_inside_a_body_keeps_framing():
+    tracker = RecordTracker()
+    out = tracker.data(0, SERVER_FLIGHT[:150], 1, 0.0)
+    out += tracker.gap(150, 100)
+    out += tracker.data(250, SERVER_FLIGHT[250:], 2, 1.0)
+    out += tracker.end()
+    assert shape(out) == SERVER_RECORDS
+    assert [r.missing for r in out] == [0, 0, 0, 100, 0]
+    assert tracker.desyncs == 0
+
+
+def test_gap_over_a_header_resynchronises():
+    tracker = RecordTracker()
+    out = tracker.data(0, SERVER_FLIGHT[:100], 1, 0.0)
+    out += tracker.gap(100, 20)  # from inside record 2 through the next header
+    tail = SERVER_FLIGHT[120:] + bytes.fromhex("17 0303 0005") + b"\x01" * 5 + bytes.fromhex("17 0303 0002") + b"zz"
+    out += tracker.data(120, tail, 2, 1.0)
+    out += tracker.end()
+    offsets = [r.offset for r in out]
+    assert offsets[:3] == [0, 65, 71] and out[2].missing == 16
+    assert 116 not in offsets  # its header was in the hole
+    assert 421 in offsets and offsets[-2:] == [445, 455]
+    assert tracker.desyncs == 1
+
+
+def test_nonsense_header_resynchronises():
+    bad = b"\x99\x99\x99\x99\x99" + b"x" * 10
+    records, tracker = feed(CLIENT_FLIGHT[:101] + bad + CLIENT_FLIGHT[101:])
+    assert tracker.desyncs == 1
+    assert [r.offset for r in records] == [0, 50, 56, 101 + len(bad), 206 + len(bad)]
+
+
+def test_partial_record_at_the_end():
+    records, tracker = feed(SERVER_FLIGHT[:200], cuts=[150])
+    assert shape(records) == SERVER_RECORDS[:3]
+    partial = tracker.partial
+    assert partial is not None and not partial.complete
+    assert (partial.offset, partial.type, partial.length, partial.received) == (116, 23, 300, 84)
+    assert partial.frames == (1, 2)
+
+
+def test_end_inside_a_header():
+    records, tracker = feed(SERVER_FLIGHT[:118])
+    assert tracker.partial.received == 2 and tracker.partial.offset == 116
+
+
+def _records_stream(draw_sizes):
+    parts = [bytes.fromhex("16 0303 0004 02000000")]  # an (empty) ServerHello
+    for i, size in enumerate(draw_sizes):
+        parts.append(bytes([23, 3, 3]) + size.to_bytes(2, "big") + bytes([i % 251]) * size)
+    return b"".join(parts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=12), data=st.data())
+def test_any_segmentation_gives_the_same_records(sizes, data):
+    stream = _records_stream(sizes)
+    expected = shape(feed(stream)[0])
+    cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=20))
+    records, tracker = feed(stream, cuts=cuts)
+    assert shape(records) == expected
+    assert len(expected) == len(sizes) + 1
+    cut_set = set(cuts)
+    for r in records:
+        assert r.header_split == any(r.offset < c < r.offset + 5 for c in cut_set)
+        assert r.straddling == any(r.offset < c < r.end for c in cut_set)
