@@ -97,7 +97,11 @@ class _View:
         return alerts[-1] if alerts else None
 
     def handshake_started(self):
-        return any(s.tracker is not None and s.tracker.client_hello for s in (self.client, self.server))
+        """A ClientHello was seen (a pure SSLv2 connection has no TLS handshake to follow)."""
+        trackers = [s.tracker for s in (self.client, self.server) if s.tracker is not None]
+        if any(t.sslv2_hello == 0x0002 for t in trackers):
+            return False
+        return any(t.client_hello for t in trackers)
 
     def handshake_done_frame(self):
         """Frame at which the TLS handshake was complete, None if it never was."""
@@ -183,16 +187,10 @@ def _close_vs_peer_records(view, closer, peer):
     inside = [r for r in records if r.offset < reach < r.end]
     if inside:
         record = inside[0]
-        rest_seen = record.complete or peer.stream.next > reach
-        if not record.complete and not rest_seen:
-            return []
         if not record.complete and peer.close is not None and peer.close.frame < close.frame:
             return []  # the peer itself stopped inside it: truncated_record
         received = [end for end in record.segment_ends if end <= reach]
         confidence, why = view.confidence(closer, peer, [record])
-        if not record.complete:
-            confidence = "medium" if confidence == "high" else confidence
-            why = (why + "; " if why else "") + "the rest of the record was not captured"
         evidence = {
             "record_index": record.index, "record_type": type_name(record.type),
             "record_length": record.length, "record_offset": record.offset,
@@ -202,6 +200,7 @@ def _close_vs_peer_records(view, closer, peer):
             "header_split": record.header_split,
             "reaction_time": reaction, "close": reaction_kind,
             "record_first_frame": record.first_frame, "record_last_frame": record.last_frame,
+            "rest_captured": record.complete,
         }
         if why:
             evidence["confidence_reason"] = why
@@ -319,7 +318,7 @@ def _side_rules(view, side, peer, closer, handshake_frame, handshake_known, duri
                 f"{role} stopped mid-record: its record #{partial.index} ({type_name(partial.type)}) "
                 f"announced {5 + partial.length} bytes, {partial.received} were sent before its "
                 f"{close.kind.upper()} (frame {close.frame})", evidence))
-        elif close is None and side.rst is None:
+        elif close is None and side.rst is None and peer.rst is None:
             last_frame = partial.last_frame
             found.append(Finding(
                 "capture_ended_inside_record", "info", "high", role, partial.last_time or 0.0,
