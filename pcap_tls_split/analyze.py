@@ -13,13 +13,29 @@ from . import findings as findings_mod
 from . import tls
 from .capture import CaptureError, open_capture
 from .connection import IDLE_TIMEOUT, ConnectionTable
-from .frame import decode, format_endpoint
+from .frame import decode
 from .report import (CloseSummary, ConnectionReport, InputReport, Quality, RecordRow,
                      RecordStats, Report, Summary)
 
 
+# First bytes of the files a directory walk picks up: pcap (both byte orders,
+# micro- and nanosecond), pcapng, gzip.
+CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                  b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a", b"\x1f\x8b")
+
+
+def _looks_like_capture(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return True  # let the reader say what is wrong
+    return any(head.startswith(m) for m in CAPTURE_MAGICS)
+
+
 def expand_inputs(paths):
-    """Files to read, in order: directories are walked (sorted), ``-`` is stdin."""
+    """Files to read, in order: ``-`` is stdin; directories are walked (sorted),
+    keeping the files that start like a capture (a README beside them is skipped)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     for path in paths:
@@ -29,7 +45,8 @@ def expand_inputs(paths):
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 found += [os.path.join(root, name) for name in sorted(files)
-                          if not name.startswith(".")]
+                          if not name.startswith(".")
+                          and _looks_like_capture(os.path.join(root, name))]
             yield from found
         else:
             yield path
@@ -118,8 +135,6 @@ class _FileRun:
         stream = self.options.get("stream")
         if stream is not None and conn.stream != stream:
             return
-        if not record.complete:
-            pass
         self.user_on_record(RecordRow(
             file=self.path, stream=conn.stream, side=conn.role(side), src=side.endpoint,
             index=record.index, offset=record.offset, type=record.type,
