@@ -1,0 +1,455 @@
+"""Frame -> TCP segment: link layer, IP and tunnel decoding (pure functions, no I/O).
+
+``decode(linktype, data, orig_len)`` turns one captured frame into a plain tuple
+describing its TCP segment, or ``None`` when the frame holds no TCP segment we can
+place (UDP, ARP, ICMP, non-first or non-last IP fragments, truncated headers,
+garbage, unsupported link types).  It never raises.
+
+The common link layers (Ethernet with 802.1Q/QinQ/MPLS/PPPoE, Linux cooked v1/v2,
+raw IP, BSD loopback, PPP, Cisco HDLC, PFLOG, PPI) and every IP layer (IPv4 with
+options, IPv6 with extension headers, AH) are decoded by hand with
+``struct.unpack_from`` and byte indexing on the captured ``bytes``: no per-packet
+objects besides the returned tuple and its slices.  802.11 and radiotap go through
+dpkt (see ``_dpkt_fallback``).
+
+Tunnels are followed down to the innermost TCP segment, as Wireshark does when it
+numbers TCP streams: IP-in-IP (4, 41), GRE (47; IPv4/IPv6/MPLS payloads,
+transparent Ethernet bridging 0x6558, ERSPAN types I/II/III, PPTP's enhanced GRE),
+VXLAN (UDP 4789), VXLAN-GPE (UDP 4790) and GENEVE (UDP 6081).  ICMP errors quote a
+TCP header, but that is not a segment of the connection: ``None``.
+"""
+import socket
+import struct
+
+__all__ = ["decode", "format_endpoint", "SUPPORTED_LINKTYPES", "TCP_FLAGS"]
+
+# TCP flags byte (byte 13 of the TCP header)
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
+TCP_FLAGS = {"FIN": FIN, "SYN": SYN, "RST": RST, "PSH": PSH, "ACK": ACK,
+             "URG": URG, "ECE": ECE, "CWR": CWR}
+
+_IP4 = struct.Struct(">BBHHHBBH4s4s").unpack_from     # 20-byte IPv4 header
+_IP6 = struct.Struct(">IHBB16s16s").unpack_from       # 40-byte IPv6 header
+_TCP = struct.Struct(">HHIIBBH").unpack_from           # first 16 bytes of TCP
+_HH = struct.Struct(">HH").unpack_from
+_HHH = struct.Struct(">HHH").unpack_from
+_LE_HH = struct.Struct("<HH").unpack_from
+_LE_I = struct.Struct("<I").unpack_from
+_BE_I = struct.Struct(">I").unpack_from
+
+_MAX_DEPTH = 8          # nested encapsulations followed before giving up
+
+# Ethertypes
+ET_IPV4, ET_IPV6, ET_VLAN, ET_QINQ, ET_QINQ_OLD = 0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100
+ET_MPLS, ET_MPLS_MC, ET_PPPOE_SESS, ET_TEB = 0x8847, 0x8848, 0x8864, 0x6558
+ET_ERSPAN2, ET_ERSPAN3, ET_PPP = 0x88BE, 0x22EB, 0x880B
+
+# AF_INET6 as written by the BSDs, macOS, Linux and Windows in DLT_NULL / DLT_LOOP
+_AF_INET6 = frozenset((10, 23, 24, 28, 30))
+
+_IPV6_EXT = frozenset((0, 43, 60))   # hop-by-hop, routing, destination options
+_PW_ETHERTYPES = frozenset((ET_IPV4, ET_IPV6, ET_VLAN, ET_QINQ, ET_QINQ_OLD, ET_MPLS,
+                            ET_MPLS_MC, ET_PPPOE_SESS, 0x0806))
+
+
+# --------------------------------------------------------------------------- TCP / IP
+
+def _tcp(data, p, end, src, dst):
+    """TCP header at p; the IP layer says the segment ends at `end` (frame offset).
+
+    The 20 fixed bytes must be captured; options cut by the snap length are not
+    needed (Wireshark still shows such a SYN as TCP), and then the payload is empty
+    or missing as the lengths say."""
+    n = len(data)
+    q = p + 20
+    if q > n or q > end:
+        return None                                   # fixed TCP header truncated
+    sport, dport, seq, ack, offx, flags, win = _TCP(data, p)
+    ps = p + ((offx >> 4) << 2)
+    if ps < q or ps > end:
+        return None                                   # bad data offset
+    if end <= n:
+        return (src, dst, sport, dport, seq, ack, flags, win, data[ps:end], 0)
+    if ps < n:
+        return (src, dst, sport, dport, seq, ack, flags, win, data[ps:], end - n)
+    return (src, dst, sport, dport, seq, ack, flags, win, data[n:n], end - ps)
+
+
+def _ip4(data, off, limit, depth):
+    """IPv4 header at `off`; `limit` is where the bytes on the wire end for this layer."""
+    vhl, _tos, tot, _id, frag, _ttl, proto, _sum, src, dst = _IP4(data, off)
+    ihl = (vhl & 15) << 2
+    if vhl >> 4 != 4 or ihl < 20 or frag & 0x3FFF:
+        return None                      # not IPv4, bad header length, or a fragment
+    if tot:
+        if tot < ihl:
+            return None
+        end = off + tot
+        if end > limit:
+            end = limit                  # total length beyond the frame: bogus, trim
+    else:
+        end = limit                      # 0: TSO/LRO capture on the host, use the frame
+    p = off + ihl
+    if proto == 6:
+        return _tcp(data, p, end, src, dst)
+    return _ip_proto(proto, data, p, end, src, dst, depth)
+
+
+def _ip6(data, off, limit, depth):
+    vfl, plen, nh, _hlim, src, dst = _IP6(data, off)
+    if vfl >> 28 != 6:
+        return None
+    p = off + 40
+    if plen:
+        end = p + plen
+        if end > limit:
+            end = limit
+    else:
+        end = limit                      # jumbogram or TSO: use the frame
+    while True:
+        if nh == 6:
+            return _tcp(data, p, end, src, dst)
+        if nh in _IPV6_EXT:
+            nh, p = data[p], p + ((data[p + 1] + 1) << 3)
+        elif nh == 44:                   # fragment header: only a whole datagram
+            if ((data[p + 2] << 8) | data[p + 3]) & 0xFFF9:
+                return None              # offset != 0 or more fragments
+            nh, p = data[p], p + 8
+        else:
+            break
+        if p > end:
+            return None
+    return _ip_proto(nh, data, p, end, src, dst, depth)
+
+
+def _ip_proto(proto, data, p, end, src, dst, depth):
+    """What follows an IP header (TCP after AH; tunnels; UDP-carried overlays)."""
+    if proto == 6:
+        return _tcp(data, p, end, src, dst)
+    if depth >= _MAX_DEPTH:
+        return None
+    if proto == 51:                      # AH: skip it (the payload is in the clear)
+        return _ip_proto(data[p], data, p + ((data[p + 1] + 2) << 2), end, src, dst,
+                         depth + 1)
+    if proto == 4:
+        return _ip4(data, p, end, depth + 1)
+    if proto == 41:
+        return _ip6(data, p, end, depth + 1)
+    if proto == 47:
+        return _gre(data, p, end, depth + 1)
+    if proto == 17:
+        return _udp(data, p, end, depth + 1)
+    return None
+
+
+def _udp(data, p, end, depth):
+    sport, dport, ulen = _HHH(data, p)
+    if ulen >= 8 and p + ulen < end:
+        end = p + ulen
+    q = p + 8
+    if dport == 4789 or sport == 4789:                        # VXLAN
+        return _eth(data, q + 8, end, depth)
+    if dport == 6081 or sport == 6081:                        # GENEVE
+        ptype = (data[q + 2] << 8) | data[q + 3]
+        return _ethertype(ptype, data, q + 8 + ((data[q] & 0x3F) << 2), end, depth)
+    if dport == 4790 or sport == 4790:                        # VXLAN-GPE
+        nxt = data[q + 3]
+        if nxt == 1:
+            return _ip4(data, q + 8, end, depth)
+        if nxt == 2:
+            return _ip6(data, q + 8, end, depth)
+        if nxt == 3:
+            return _eth(data, q + 8, end, depth)
+    return None
+
+
+def _gre(data, p, end, depth):
+    flags, proto = _HH(data, p)
+    q = p + 4
+    ver = flags & 7
+    if ver == 0:
+        if flags & 0x4000:
+            return None                  # source routing (RFC 1701): not worth it
+        if flags & 0x8000:
+            q += 4                       # checksum + reserved
+        if flags & 0x2000:
+            q += 4                       # key
+        if flags & 0x1000:
+            q += 4                       # sequence number
+    elif ver == 1:                       # enhanced GRE (PPTP): key always there
+        if proto != ET_PPP:
+            return None
+        q += 4
+        if flags & 0x1000:
+            q += 4                       # sequence number
+        if flags & 0x0080:
+            q += 4                       # acknowledgment number
+        return _ppp(data, q, end, depth)
+    else:
+        return None
+    if proto == ET_ERSPAN2:
+        if flags & 0x1000:
+            q += 8                       # ERSPAN type II header (type I has none)
+        return _eth(data, q, end, depth)
+    if proto == ET_ERSPAN3:
+        x = (data[q + 10] << 8) | data[q + 11]
+        ft = (x >> 10) & 0x1F            # frame type: 0 Ethernet, 2 IP
+        q += 20 if x & 1 else 12         # O bit: 8-byte platform sub-header
+        if ft == 0:
+            return _eth(data, q, end, depth)
+        if ft == 2:
+            return _ip_any(data, q, end, depth)
+        return None
+    return _ethertype(proto, data, q, end, depth)
+
+
+# --------------------------------------------------------------------------- link layers
+
+def _ethertype(et, data, p, end, depth):
+    """Dispatch on an Ethertype (Ethernet, SLL, GRE, GENEVE ...) for the bytes at p."""
+    while et == ET_VLAN or et == ET_QINQ or et == ET_QINQ_OLD:
+        et = (data[p + 2] << 8) | data[p + 3]
+        p += 4
+    if et == ET_IPV4:
+        return _ip4(data, p, end, depth)
+    if et == ET_IPV6:
+        return _ip6(data, p, end, depth)
+    if depth >= _MAX_DEPTH:
+        return None
+    if et == ET_TEB:
+        return _eth(data, p, end, depth + 1)
+    if et == ET_MPLS or et == ET_MPLS_MC:
+        while not data[p + 2] & 1:       # labels until bottom of stack
+            p += 4
+        p += 4
+        v = data[p] >> 4
+        if v == 4:
+            return _ip4(data, p, end, depth + 1)
+        if v == 6:
+            return _ip6(data, p, end, depth + 1)
+        # Ethernet pseudowire, like Wireshark's heuristic: plain Ethernet when an
+        # Ethertype we know sits at 12, else a control word (first nibble 0) first
+        if ((data[p + 12] << 8) | data[p + 13]) in _PW_ETHERTYPES:
+            return _eth(data, p, end, depth + 1)
+        if v == 0 and ((data[p + 16] << 8) | data[p + 17]) in _PW_ETHERTYPES:
+            return _eth(data, p + 4, end, depth + 1)
+        return None
+    if et == ET_PPPOE_SESS:
+        plen = (data[p + 4] << 8) | data[p + 5]
+        if p + 6 + plen < end:
+            end = p + 6 + plen
+        return _ppp_proto(data, p + 6, end, depth + 1)
+    if et <= 1500:                       # 802.3 length field: LLC/SNAP
+        return _llc(data, p, end, depth + 1)
+    return None
+
+
+def _eth(data, p, end, depth):
+    return _ethertype((data[p + 12] << 8) | data[p + 13], data, p + 14, end, depth)
+
+
+def _llc(data, p, end, depth):
+    if data[p] == 0xAA and data[p + 1] == 0xAA and data[p + 2] == 0x03:
+        return _ethertype((data[p + 6] << 8) | data[p + 7], data, p + 8, end, depth)
+    return None
+
+
+def _ip_any(data, p, end, depth):
+    v = data[p] >> 4
+    if v == 4:
+        return _ip4(data, p, end, depth)
+    if v == 6:
+        return _ip6(data, p, end, depth)
+    return None
+
+
+def _ppp(data, p, end, depth):
+    """PPP with or without the HDLC address/control bytes (ff 03)."""
+    if data[p] == 0xFF and data[p + 1] == 0x03:
+        p += 2
+    return _ppp_proto(data, p, end, depth)
+
+
+def _ppp_proto(data, p, end, depth):
+    proto = data[p]
+    if proto & 1:                        # protocol field compressed to one byte
+        p += 1
+    else:
+        proto = (proto << 8) | data[p + 1]
+        p += 2
+    if proto == 0x21:
+        return _ip4(data, p, end, depth)
+    if proto == 0x57:
+        return _ip6(data, p, end, depth)
+    return None
+
+
+def _link_null(data, limit):
+    fam = _LE_I(data, 0)[0]
+    if fam > 0xFFFF:                     # written in the other byte order
+        fam = _BE_I(data, 0)[0]
+    if fam == 2:
+        return _ip4(data, 4, limit, 0)
+    if fam in _AF_INET6:
+        return _ip6(data, 4, limit, 0)
+    return None
+
+
+def _link_loop(data, limit):             # OpenBSD loopback: family in network order
+    fam = _BE_I(data, 0)[0]
+    if fam == 2:
+        return _ip4(data, 4, limit, 0)
+    if fam in _AF_INET6:
+        return _ip6(data, 4, limit, 0)
+    return None
+
+
+def _link_raw(data, limit):
+    return _ip_any(data, 0, limit, 0)
+
+
+def _link_eth(data, limit):
+    return _eth(data, 0, limit, 0)
+
+
+def _link_sll(data, limit):              # Linux cooked v1: protocol at 14
+    return _ethertype((data[14] << 8) | data[15], data, 16, limit, 0)
+
+
+def _link_sll2(data, limit):             # Linux cooked v2: protocol at 0, 20-byte header
+    return _ethertype((data[0] << 8) | data[1], data, 20, limit, 0)
+
+
+def _link_ppp(data, limit):
+    return _ppp(data, 0, limit, 0)
+
+
+def _link_pppoe(data, limit):            # LINKTYPE_PPP_ETHER: PPPoE header, no Ethernet
+    return _ethertype(ET_PPPOE_SESS, data, 0, limit, 0)
+
+
+def _link_chdlc(data, limit):            # Cisco HDLC: address, control, Ethertype
+    return _ethertype((data[2] << 8) | data[3], data, 4, limit, 0)
+
+
+def _link_pflog(data, limit):
+    hlen = data[0]                       # header length, padded to 4 bytes
+    af = data[1]
+    p = (hlen + 3) & ~3
+    if af == 2:
+        return _ip4(data, p, limit, 0)
+    if af in _AF_INET6:
+        return _ip6(data, p, limit, 0)
+    return None
+
+
+def _link_ppi(data, limit):              # PPI: little-endian length and inner DLT
+    hlen, _ = _LE_HH(data, 2)
+    dlt = _LE_I(data, 4)[0]
+    if dlt == 192 or hlen < 8:
+        return None
+    return decode(dlt, data[hlen:], limit - hlen)
+
+
+# ------------------------------------------------------------------------ dpkt fallback
+
+def _dpkt_classes():
+    """Link types handed to dpkt, imported lazily (dpkt's import is slow-ish)."""
+    import dpkt.ieee80211
+    import dpkt.radiotap
+    return {105: dpkt.ieee80211.IEEE80211, 127: dpkt.radiotap.Radiotap}
+
+
+_DPKT = None
+_DPKT_LINKTYPES = frozenset((105, 127))
+
+
+def _dpkt_fallback(linktype, data, limit):
+    """802.11 and radiotap through dpkt: find the 802.2 LLC/SNAP bytes of a data frame,
+    locate them in the frame, and carry on with our own Ethertype/IP decoding so that
+    lengths, padding and tunnels are handled as everywhere else."""
+    global _DPKT
+    if _DPKT is None:
+        _DPKT = _dpkt_classes()
+    obj = _DPKT[linktype](bytes(data))
+    for _ in range(4):
+        if type(obj).__name__ == "IEEE80211":
+            if obj.type != 2 or getattr(obj, "wep", 0):
+                return None              # not a data frame, or protected
+            body = obj.data
+            if not isinstance(body, (bytes, bytearray)) or len(body) < 8:
+                return None
+            # dpkt stops short of 802.11n HT control (order bit): skip it when present
+            if body[:3] != b"\xaa\xaa\x03" and body[4:7] == b"\xaa\xaa\x03":
+                body = body[4:]
+            p = bytes(data).find(bytes(body[:64]))
+            if p < 0:
+                return None
+            return _llc(data, p, limit, 0)
+        nxt = getattr(obj, "data", None)
+        if nxt is None or isinstance(nxt, (bytes, bytearray)):
+            return None
+        obj = nxt
+    return None
+
+
+# ------------------------------------------------------------------------------ public
+
+_LINK = {
+    0: _link_null,        # BSD loopback, family in host byte order
+    1: _link_eth,         # Ethernet
+    9: _link_ppp,         # PPP
+    12: _link_raw,        # raw IP (DLT_RAW on most BSDs)
+    14: _link_raw,        # raw IP (DLT_RAW on OpenBSD)
+    50: _link_ppp,        # PPP in HDLC-like framing
+    51: _link_pppoe,      # PPPoE
+    101: _link_raw,       # LINKTYPE_RAW
+    104: _link_chdlc,     # Cisco HDLC
+    108: _link_loop,      # OpenBSD loopback
+    113: _link_sll,       # Linux cooked v1
+    117: _link_pflog,     # OpenBSD pflog
+    192: _link_ppi,       # PPI
+    228: _link_raw,       # raw IPv4 (Wireshark goes by the version nibble all the same)
+    229: _link_raw,       # raw IPv6
+    276: _link_sll2,      # Linux cooked v2
+}
+
+SUPPORTED_LINKTYPES = frozenset(_LINK) | _DPKT_LINKTYPES
+
+
+def decode(linktype, data, orig_len):
+    """Decode one frame down to its (innermost) TCP segment.
+
+    Returns None for anything that is not a TCP segment we can place, else
+    (src, dst, sport, dport, seq, ack, flags, window, payload, missing):
+    src/dst packed addresses (4 or 16 bytes), flags the TCP flags byte, payload the
+    captured TCP payload trimmed to the IP length (Ethernet padding dropped), missing
+    the payload bytes the IP length announces but the capture does not hold (>= 0).
+    Never raises.
+    """
+    limit = len(data)
+    if orig_len > limit:
+        limit = orig_len
+    try:
+        if linktype == 1:                # fast path: Ethernet + IPv4
+            et = (data[12] << 8) | data[13]
+            if et == 0x0800:
+                return _ip4(data, 14, limit, 0)
+            return _ethertype(et, data, 14, limit, 0)
+        f = _LINK.get(linktype)
+        if f is not None:
+            return f(data, limit)
+        if linktype in _DPKT_LINKTYPES:
+            return _dpkt_fallback(linktype, data, limit)
+        return None
+    except Exception:                    # hostile or truncated bytes: not a segment
+        return None
+
+
+def format_endpoint(addr, port):
+    """'10.0.0.2:50432' or '[2001:db8::1]:443'."""
+    if len(addr) == 4:
+        return f"{socket.inet_ntop(socket.AF_INET, bytes(addr))}:{port}"
+    if len(addr) == 16:
+        return f"[{socket.inet_ntop(socket.AF_INET6, bytes(addr))}]:{port}"
+    return f"[{bytes(addr).hex()}]:{port}"
