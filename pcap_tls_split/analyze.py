@@ -14,8 +14,8 @@ from . import tls
 from .capture import CaptureError, open_capture
 from .connection import IDLE_TIMEOUT, ConnectionTable
 from .frame import decode
-from .report import (CloseSummary, ConnectionReport, InputReport, Quality, RecordRow,
-                     RecordStats, Report, Summary)
+from .report import (CloseSummary, ConnectionReport, Correlation, InputReport, Quality, RecordRow,
+                     RecordStats, Report, Summary, is_premature)
 
 
 # First bytes of the files a directory walk picks up: pcap (both byte orders,
@@ -62,8 +62,9 @@ def connection_report(path, conn, found):
         reach = close.reach
         if peer.stream.fin is not None and reach > peer.stream.fin:
             reach = peer.stream.fin
+        aligned, straddled = findings_mod.close_position(conn)
         close_summary = CloseSummary(conn.role(closer), close.kind, close.time, reach,
-                                     close.reach_estimated, close.frame)
+                                     close.reach_estimated, close.frame, aligned, straddled)
     else:
         close_summary = CloseSummary()
     sides = (client, server)
@@ -104,6 +105,7 @@ class _FileRun:
         self.tls = 0
         self.flagged = 0
         self.by_code = {}
+        self.correlation = {}   # (premature, aligned, last_record_straddled) -> connections
         self.errors = []
 
     def connection_ended(self, conn):
@@ -122,6 +124,10 @@ class _FileRun:
             self.flagged += 1
             for code in {f.code for f in found}:
                 self.by_code[code] = self.by_code.get(code, 0) + 1
+        close = report.close
+        if close.aligned is not None and close.last_record_straddled is not None:
+            key = (is_premature(report), close.aligned, close.last_record_straddled)
+            self.correlation[key] = self.correlation.get(key, 0) + 1
         stream = self.options.get("stream")
         if stream is not None and conn.stream != stream:
             return
@@ -200,6 +206,7 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     total = Summary()
     tcp = tls_count = flagged = 0
     by_code = {}
+    correlation = {}
     for path in expand_inputs(paths):
         run = _FileRun(path, options, on_connection, on_record)
         inputs.append(run.run())
@@ -209,8 +216,11 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
         flagged += run.flagged
         for code, count in run.by_code.items():
             by_code[code] = by_code.get(code, 0) + count
+        for key, count in run.correlation.items():
+            correlation[key] = correlation.get(key, 0) + count
     total = Summary(connections=tcp, tls_connections=tls_count, flagged=flagged,
-                    by_code=dict(sorted(by_code.items())))
+                    by_code=dict(sorted(by_code.items())),
+                    correlation=Correlation.from_counts(correlation))
     return Report(inputs=tuple(inputs), connections=tuple(connections), summary=total)
 
 

@@ -173,11 +173,49 @@ def evaluate(conn):
 
 # -- rules on the first closer's reach -----------------------------------------
 
+def reach_of(closer, peer):
+    """The first closer's reach into the peer's stream (its ACK of the peer's FIN not counted)."""
+    reach = closer.close.reach
+    if peer.stream.fin is not None and reach > peer.stream.fin:
+        reach = peer.stream.fin
+    return reach
+
+
+def close_position(conn):
+    """Where the first close fell against the peer's records and segments.
+
+    ``(aligned, last_record_straddled)``: whether the last peer segment
+    received before the close ended exactly on a record boundary, and whether
+    the last peer record wholly received before it straddled segments; None
+    for what cannot be said (no close, no peer records).
+    """
+    closer = first_closer(conn)
+    if closer is None:
+        return None, None
+    peer = conn.peer(closer)
+    records = list(peer.records)
+    if not records:
+        return None, None
+    return _aligned(closer, records), _last_received(records, reach_of(closer, peer), "straddling")
+
+
+def _aligned(closer, records):
+    segment = closer.close_peer_segment
+    if segment is None:
+        return None
+    return any(segment[2] in (r.offset, r.end) for r in records)
+
+
+def _last_received(records, reach, attribute=None):
+    before = [r for r in records if r.complete and r.end <= reach]
+    if not before:
+        return None
+    return getattr(before[-1], attribute) if attribute else before[-1]
+
+
 def _close_vs_peer_records(view, closer, peer):
     close = closer.close
-    reach = close.reach
-    if peer.stream.fin is not None and reach > peer.stream.fin:
-        reach = peer.stream.fin  # it acknowledged the peer's FIN too
+    reach = reach_of(closer, peer)
     records = view.records(peer)
     if not records:
         return []
@@ -213,13 +251,10 @@ def _close_vs_peer_records(view, closer, peer):
 
     pending = [r for r in records if r.offset >= reach]
     pending_data = [r for r in pending if not view.is_alert(peer, r)]
-    before = [r for r in records if r.end <= reach]
     if pending_data:
         first = pending_data[0]
-        last_received = before[-1] if before else None
-        segment = closer.close_peer_segment
-        boundaries = {r.end for r in records} | {r.offset for r in records}
-        aligned = segment is not None and segment[2] in boundaries
+        last_received = _last_received(records, reach)
+        aligned = bool(_aligned(closer, records))
         pause = first.first_time - last_received.last_time if last_received else None
         post_handshake_only = (closer.app_data == 0 and view.tls13 and
                                all(r.type == tls.APPLICATION_DATA and

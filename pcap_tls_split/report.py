@@ -44,6 +44,10 @@ class CloseSummary:
     reach_estimated: bool = False
     """No ACK on the close: reach is the end of the peer's bytes captured before it."""
     frame: int = None
+    aligned: bool = None
+    """The last peer segment received before the close ended exactly on a record boundary."""
+    last_record_straddled: bool = None
+    """The last peer record wholly received before the close came in more than one segment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +98,51 @@ class InputReport:
     errors: tuple = ()
 
 
+# Findings that say a side closed before it had what the peer was sending.
+PREMATURE_CODES = ("close_inside_record", "close_before_pending_records", "close_before_peer_finished")
+
+
+def is_premature(conn):
+    """A connection closed prematurely: one of PREMATURE_CODES at medium or above."""
+    return any(f.code in PREMATURE_CODES and SEVERITIES.index(f.severity) >= SEVERITIES.index("medium")
+               for f in conn.findings)
+
+
+@dataclass(frozen=True, slots=True)
+class Correlation:
+    """Premature closes against how the close sat on the peer's segments and records.
+
+    Counted over the TLS connections whose first close can be placed (a close and
+    peer records before it). ``cells`` is the contingency table: one entry per
+    (premature, aligned, last_record_straddled) with its number of connections.
+    """
+
+    connections: int = 0
+    premature: dict = field(default_factory=dict)
+    not_premature: dict = field(default_factory=dict)
+    cells: tuple = ()
+
+    @staticmethod
+    def from_counts(counts):
+        """``counts``: {(premature, aligned, straddled): n}."""
+        def row(flag):
+            mine = {k: n for k, n in counts.items() if k[0] == flag}
+            return {"total": sum(mine.values()),
+                    "aligned": sum(n for k, n in mine.items() if k[1]),
+                    "last_record_straddled": sum(n for k, n in mine.items() if k[2])}
+        cells = tuple({"premature": k[0], "aligned": k[1], "last_record_straddled": k[2], "connections": n}
+                      for k, n in sorted(counts.items(), key=lambda kv: (not kv[0][0], not kv[0][1], kv[0][2])))
+        return Correlation(connections=sum(counts.values()), premature=row(True),
+                           not_premature=row(False), cells=cells)
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     connections: int = 0
     tls_connections: int = 0
     flagged: int = 0
     by_code: dict = field(default_factory=dict)
+    correlation: Correlation = field(default_factory=Correlation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +239,30 @@ def summary_text(report):
     if s.by_code:
         lines.append(tabulate(sorted(s.by_code.items(), key=lambda kv: (-kv[1], kv[0])),
                               headers=("code", "connections"), tablefmt="simple", disable_numparse=True))
+    lines += correlation_text(s.correlation)
     for inp in report.inputs:
         for error in inp.errors:
             lines.append(f"error: {error}")
     return "\n".join(lines)
+
+
+def correlation_text(corr):
+    """The contingency table of premature closes, and the sentence a triage script wants."""
+    if not corr.connections:
+        return []
+    header = ("closes", "connections", "after a segment on a record boundary",
+              "last record straddled segments")
+    rows = []
+    for name, row in (("premature", corr.premature), ("other", corr.not_premature)):
+        if row["total"]:
+            rows.append((name, row["total"], row["aligned"], row["last_record_straddled"]))
+    lines = ["", tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True)]
+    p = corr.premature
+    if p["total"]:
+        aligned = f"all {p['total']}" if p["aligned"] == p["total"] else f"{p['aligned']} of {p['total']}"
+        lines.append(f"{p['total']} of {corr.connections} closed prematurely; {aligned} closed right "
+                     "after a segment that ended on a record boundary")
+    return lines
 
 
 def render_table(report, out):

@@ -187,3 +187,13 @@ def test_hostile_captures_never_crash(tmp_path):
         for error in inp["errors"]:
             assert "internal error" not in error, error
             assert "\n" not in error
+
+
+def test_summary_correlation():
+    path = str(SAMPLES / "field-bug-tries.pcap")
+    table = run("analyze", path).output
+    assert "2 of 10 closed prematurely; all 2 closed right after a segment that ended on a record boundary" in table
+    corr = json.loads(run("analyze", "--format", "json", path).output)["summary"]["correlation"]
+    assert corr["connections"] == 10
+    assert corr["premature"] == {"total": 2, "aligned": 2, "last_record_straddled": 0}
+    assert sum(c["connections"] for c in corr["cells"]) == 10
