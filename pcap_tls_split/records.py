@@ -259,7 +259,7 @@ class RecordTracker:
                 parsed = tls.parse_header(nxt)
             except tls.MalformedTLS:
                 parsed = None
-            if parsed and parsed[1] == version:
+            if parsed:
                 self._sync_at(start, out)
                 return
             self._candidates.remove(cand)

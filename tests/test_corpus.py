@@ -1,0 +1,115 @@
+"""The public corpus (../shared/corpus): every file analysed, and Wireshark agrees.
+
+Wireshark's tshark is the reference for record boundaries: for every TCP
+stream and direction where tshark dissects TLS records, the sequence of
+(content type, length) we find must be the same. Where the two legitimately
+differ, the difference is listed in KNOWN_DIFFERENCES with its reason.
+"""
+
+from collections import defaultdict
+
+import pytest
+
+import pcap_tls_split
+from conftest import CORPUS, corpus_files
+
+import tshark_ref
+
+FILES = corpus_files()
+
+
+def _id(path):
+    return path.name
+
+
+# (file name, stream, src endpoint or None for both directions) -> why we differ from tshark
+KNOWN_DIFFERENCES = {
+    ("tls__tls1.2-late-protocol-error.pcap", 0, "10.0.0.80:56637"):
+        "the client's change_cipher_spec header is corrupted to 14 ff ff ff 01 (version ff.ff, "
+        "length 65281): tshark waits for 65281 bytes that never come and drops the client's last "
+        "three records; a record header must have version major 3, so we resynchronise on them",
+    ("websocket__wstunnel-https.pcap", 0, None):
+        "the TLS connection is tunnelled inside WebSocket frames: we find its records by content in "
+        "the WebSocket stream, tshark dissects WebSocket and shows no TLS records",
+}
+
+# file name -> why our tcp.stream numbers differ from Wireshark's
+KNOWN_STREAM_DIFFERENCES = {
+    "socks-https-example.pcap":
+        "Wireshark's SOCKS5 dissector creates a conversation for each proxied connection, which "
+        "takes a tcp.stream number: Wireshark numbers these three connections 0, 2, 4",
+}
+
+
+def test_corpus_is_present(corpus):
+    assert FILES, f"no capture in {corpus}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_every_file_is_analysed(path):
+    report = pcap_tls_split.analyze(str(path), all_connections=True)
+    (inp,) = report.inputs
+    assert inp.format in ("pcap", "pcapng"), inp.errors
+    for error in inp.errors:
+        assert "internal error" not in error, error
+
+
+def our_records(path):
+    """{(stream, src): [(type, length), ...]} of the complete records we find."""
+    found = defaultdict(list)
+    for row in pcap_tls_split.records(str(path)):
+        if row.complete:
+            found[(row.stream, row.src)].append((row.index, row.type, row.length))
+    return {key: [(t, n) for _, t, n in sorted(rows)] for key, rows in found.items()}
+
+
+def _renumber(path, theirs, tshark):
+    """tshark's records keyed by our stream numbers, matching connections by endpoints."""
+    report = pcap_tls_split.analyze(str(path), all_connections=True)
+    ours = {frozenset((c.client, c.server)): c.stream for c in report.connections}
+    mapping = {stream: ours.get(frozenset((a, b)), -1 - stream)
+               for stream, (_, a, b) in tshark_ref.tshark_streams(path, tshark=tshark).items()}
+    return {(mapping.get(stream, stream), src): rows for (stream, src), rows in theirs.items()}
+
+
+def tls_ports(path, streams):
+    """Server ports of these streams, where we found TLS."""
+    report = pcap_tls_split.analyze(str(path), all_connections=True)
+    return sorted({int(c.server.rsplit(":", 1)[1]) for c in report.connections if c.stream in streams})
+
+
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_stream_numbers_match_tshark(path, tshark):
+    if path.name in KNOWN_STREAM_DIFFERENCES:
+        pytest.skip(KNOWN_STREAM_DIFFERENCES[path.name])
+    theirs = tshark_ref.tshark_streams(path, tshark=tshark)
+    report = pcap_tls_split.analyze(str(path), all_connections=True)
+    assert report.inputs[0].tcp_connections == len(theirs)
+    for conn in report.connections:
+        assert conn.stream in theirs
+        _, a, b = theirs[conn.stream]
+        assert {conn.client, conn.server} == {a, b}, conn.stream
+
+
+@pytest.mark.parametrize("path", FILES, ids=_id)
+def test_record_boundaries_match_tshark(path, tshark):
+    ours = our_records(path)
+    theirs = tshark_ref.tshark_records(path, tshark=tshark)
+    # TLS on ports Wireshark does not give to TLS (or to a STARTTLS protocol it
+    # follows): decode those ports as TLS, for the streams tshark did not dissect
+    dissected = {stream for stream, _ in theirs}
+    missing = {stream for stream, _ in ours if stream not in dissected}
+    if missing:
+        decoded = tshark_ref.tshark_records(path, tls_ports=tls_ports(path, missing), tshark=tshark)
+        theirs.update({key: value for key, value in decoded.items() if key[0] in missing})
+    if path.name in KNOWN_STREAM_DIFFERENCES:
+        theirs = _renumber(path, theirs, tshark)
+    differences = []
+    for key in sorted(set(ours) | set(theirs)):
+        if ours.get(key, []) == theirs.get(key, []):
+            continue
+        stream, src = key
+        if (path.name, stream, src) in KNOWN_DIFFERENCES or (path.name, stream, None) in KNOWN_DIFFERENCES:
+            continue
+        differences.append((key, ours.get(key, [])[:8], theirs.get(key, [])[:8]))
+    assert not differences, differences
