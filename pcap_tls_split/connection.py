@@ -42,7 +42,7 @@ class Side:
     __slots__ = ("addr", "port", "stream", "tracker", "records", "total",
                  "straddling", "header_split", "coalesced", "app_data",
                  "last_app_data", "alerts", "first_type23", "finished",
-                 "close", "fin", "rst", "last_segment", "packets",
+                 "close", "fin", "rst", "last_segment", "last_ack",
                  "close_peer_segment", "syn", "synack", "first_seq")
 
     def __init__(self, addr, port):
@@ -62,7 +62,7 @@ class Side:
         self.rst = None               # (frame, time) of its first RST
         self.last_segment = None      # (frame, time, end offset) of its last data segment
         self.close_peer_segment = None  # the peer's last data segment when this side closed
-        self.packets = 0
+        self.last_ack = None          # the last acknowledgment number it sent
         self.syn = False              # sent a SYN (without ACK)
         self.synack = False           # sent a SYN-ACK
         self.first_seq = None         # Wireshark's base sequence of this direction
@@ -170,20 +170,27 @@ class Connection:
 
     def packet(self, side, peer, frame, time, seq, ack, flags, payload, missing):
         self.last = time
-        side.packets += 1
-        if flags & SYN:
-            if not flags & ACK and self.syn_time is None:
-                self.syn_time = time
-        elif self.rtt is None and self.syn_time is not None and side.syn and flags & ACK:
-            self.rtt = time - self.syn_time
-        events = side.stream.segment(seq, flags, payload, frame, time, missing)
+        if self.rtt is None:
+            if flags & SYN:
+                if not flags & ACK and self.syn_time is None:
+                    self.syn_time = time
+            elif self.syn_time is not None and side.syn and flags & ACK:
+                self.rtt = time - self.syn_time
+        stream = side.stream
+        events = stream.segment(seq, flags, payload, frame, time, missing)
         if events:
-            self._consume(side, events)
+            tracker = side.tracker
+            if tracker is not None and len(events) == 1 and events[0][0] == DATA:
+                event = events[0]
+                for record in tracker.data(event[1], event[2], event[3], event[4]):
+                    self._record(side, record)
+            else:
+                self._consume(side, events)
         if payload:
-            side.last_segment = (frame, time, side.stream.offset(seq) + len(payload) + missing
-                                 + (1 if flags & SYN else 0))
-        if flags & ACK and peer.stream.base is not None:
-            events = peer.stream.acked(peer.stream.offset(ack))
+            side.last_segment = (frame, time, stream.last_end)
+        if flags & ACK and ack != side.last_ack and peer.stream.base is not None:
+            side.last_ack = ack  # a bulk sender repeats the same ACK: look at it once
+            events = peer.stream.acked(ack)
             if events:
                 self._consume(peer, events)
         if flags & (FIN | RST):
@@ -301,25 +308,29 @@ class ConnectionTable:
         self._countdown = SWEEP_EVERY
 
     def packet(self, frame, time, src, dst, sport, dport, seq, ack, flags, payload, missing):
-        if time > self.now:
-            self.now = time
+        self.now = time
         self._countdown -= 1
         if not self._countdown:
             self._countdown = SWEEP_EVERY
             self.sweep()
-        key = (src, sport, dst, dport)
-        entry = self.by_key.get(key)
+        entry = self.by_key.get((src, sport, dst, dport))
+        if entry is None or flags & SYN or entry[1].first_seq is None:
+            entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
+            if entry is None:
+                return
+        entry[0].packet(entry[1], entry[2], frame, time, seq, ack, flags, payload, missing)
+
+    def _place(self, key, frame, time, flags, seq, entry):
+        """The entry of a segment that may open, reopen or start a connection."""
         if entry is None:
             entry = self._open(key, frame, time, flags, seq)
             if entry is None:
-                return
-        else:
-            side = entry[1]
-            if flags & (SYN | ACK) == SYN and side.first_seq is not None and seq != side.first_seq:
-                # a new connection on the same 4-tuple
-                self._end(entry[0], "port reuse")
-                entry = self._open(key, frame, time, flags, seq)
-        conn, side, peer = entry
+                return None
+        elif flags & (SYN | ACK) == SYN and entry[1].first_seq is not None and seq != entry[1].first_seq:
+            # a new connection on the same 4-tuple
+            self._end(entry[0], "port reuse")
+            entry = self._open(key, frame, time, flags, seq)
+        side = entry[1]
         if side.first_seq is None:
             side.first_seq = seq if flags & SYN else (seq - 1) & 0xFFFFFFFF
         if flags & SYN:
@@ -327,7 +338,7 @@ class ConnectionTable:
                 side.synack = True
             else:
                 side.syn = True
-        conn.packet(side, peer, frame, time, seq, ack, flags, payload, missing)
+        return entry
 
     def _open(self, key, frame, time, flags, seq):
         src, sport, dst, dport = key

@@ -31,6 +31,8 @@ TCP_FLAGS = {"FIN": FIN, "SYN": SYN, "RST": RST, "PSH": PSH, "ACK": ACK,
 _IP4 = struct.Struct(">BBHHHBBH4s4s").unpack_from     # 20-byte IPv4 header
 _IP6 = struct.Struct(">IHBB16s16s").unpack_from       # 40-byte IPv6 header
 _TCP = struct.Struct(">HHIIBBH").unpack_from           # first 16 bytes of TCP
+# From the IPv4 total length to the TCP window, for Ethernet + IPv4 (no options) + TCP
+_ETH_IP4_TCP = struct.Struct(">H2xH1xB2x4s4sHHIIBBH").unpack_from
 _HH = struct.Struct(">HH").unpack_from
 _HHH = struct.Struct(">HHH").unpack_from
 _LE_HH = struct.Struct("<HH").unpack_from
@@ -432,6 +434,16 @@ def decode(linktype, data, orig_len):
         limit = orig_len
     try:
         if linktype == 1:                # fast path: Ethernet + IPv4
+            if data[12:15] == b"\x08\x00\x45" and limit >= 54:
+                # no VLAN, IPv4 without options: both headers in one unpack
+                (tot, frag, proto, src, dst, sport, dport, seq, ack, offx, flags,
+                 win) = _ETH_IP4_TCP(data, 16)
+                if proto == 6 and not frag & 0x3FFF and 40 <= tot:
+                    end = 14 + tot if 14 + tot <= limit else limit
+                    ps = 34 + ((offx >> 4) << 2)
+                    n = len(data)
+                    if 54 <= ps <= end and end <= n:
+                        return (src, dst, sport, dport, seq, ack, flags, win, data[ps:end], 0)
             et = (data[12] << 8) | data[13]
             if et == 0x0800:
                 return _ip4(data, 14, limit, 0)

@@ -46,7 +46,7 @@ class SideStream:
     __slots__ = ("base", "syn", "midstream", "next", "held", "held_bytes",
                  "fin", "rst", "peer_acked", "retransmissions", "out_of_order",
                  "conflicts", "gaps", "gap_bytes", "keepalives", "snap_cut",
-                 "segments", "before_start")
+                 "segments", "before_start", "last_end")
 
     def __init__(self):
         self.base = None          # sequence number of offset 0
@@ -67,6 +67,7 @@ class SideStream:
         self.snap_cut = 0         # segments cut by the snap length
         self.segments = 0         # segments that carried payload
         self.before_start = 0     # bytes before offset 0 of a mid-stream start
+        self.last_end = 0         # offset just past the last segment that carried payload
 
     def offset(self, seq):
         """Stream offset of sequence number ``seq`` (unwrapped near the delivered end)."""
@@ -77,7 +78,15 @@ class SideStream:
 
     def segment(self, seq, flags, payload, frame, time, missing=0):
         """A segment this side sent. Returns the events it releases."""
-        if self.base is None:
+        base = self.base
+        if base is not None and payload and not missing and not flags & (SYN | FIN | RST) \
+                and not self.held and (seq - base) & MASK == self.next & MASK:
+            # the common case: the next bytes, in order
+            offset = self.next
+            self.segments += 1
+            self.next = self.last_end = offset + len(payload)
+            return ((DATA, offset, payload, frame, time),)
+        if base is None:
             if flags & SYN:
                 self.base = (seq + 1) & MASK
                 self.syn = True
@@ -101,6 +110,7 @@ class SideStream:
         if not size:
             return NOTHING
         self.segments += 1
+        self.last_end = end
         if missing:
             self.snap_cut += 1
         nxt = self.next
@@ -154,10 +164,12 @@ class SideStream:
             return self._skip_hole()
         return NOTHING
 
-    def acked(self, offset):
-        """The peer acknowledged this side's bytes up to ``offset``."""
-        if not 0 <= offset - self.next < PLAUSIBLE_AHEAD:
-            return NOTHING
+    def acked(self, ack):
+        """The peer acknowledged this side's bytes up to sequence number ``ack``."""
+        delta = ((ack - self.base) - self.next) & MASK
+        if delta >= PLAUSIBLE_AHEAD:
+            return NOTHING  # behind what was delivered, or implausibly far ahead
+        offset = self.next + delta
         if self.peer_acked is None or offset > self.peer_acked:
             self.peer_acked = offset
         if self.held and offset > self.next and min(self.held) < offset:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from . import tls
 
 SEEK, SYNC, RESYNC, OFF = "seek", "sync", "resync", "off"
+NOTHING = ()
 
 # How far into a side stream TLS may start (a STARTTLS prologue is far shorter).
 SEEK_LIMIT = 1 << 16
@@ -133,6 +134,19 @@ class RecordTracker:
 
     def data(self, offset, payload, frame, time):
         """Bytes of the stream at ``offset`` (== the end of what was fed before), first carried by ``frame``."""
+        if offset == self.pos and self.mode == SYNC and self._type is not None and not self._reading:
+            size = len(payload)
+            if size < self._body_left:
+                # the common case: the middle of a record body
+                self._body_left -= size
+                end = self.pos = offset + size
+                if self._cur_frames[-1] == frame:
+                    self._cur_ends[-1] = end
+                else:
+                    self._cur_frames.append(frame)
+                    self._cur_ends.append(end)
+                self._last_time = time
+                return NOTHING
         out = []
         if offset != self.pos:  # a caller that skipped bytes: treat them as a gap
             if offset > self.pos:
@@ -339,6 +353,7 @@ class RecordTracker:
         self._alert_bytes = None
         self._parse_handshake = False
         self._hs_probe = None
+        self._reading = False         # the body's bytes are parsed (clear handshake, alert)
         self._coalesced_prev = False
 
     def _touch(self, frame, time, end, out):
@@ -388,7 +403,7 @@ class RecordTracker:
                     self._complete()
                 continue
             take = min(self._body_left, n - pos)
-            if self._hs_probe is not None or self._parse_handshake or self._alert_bytes is not None:
+            if self._reading:
                 self._read_body(payload[pos:pos + take])
             pos += take
             self._body_left -= take
@@ -411,6 +426,7 @@ class RecordTracker:
             self._alert_bytes = b""
         elif content_type == tls.CHANGE_CIPHER_SPEC:
             self.ccs_seen = True
+        self._reading = self._hs_probe is not None or self._parse_handshake or self._alert_bytes is not None
 
     def _read_body(self, chunk):
         if self._hs_probe is not None:
@@ -449,7 +465,7 @@ class RecordTracker:
             self._missing += length
             if self._parse_handshake:
                 self._handshake = tls.HandshakeReader()  # its message framing is lost
-            self._parse_handshake = False
+            self._parse_handshake = self._reading = False
             self._hs_probe = self._alert_bytes = None
             if not self._body_left:
                 self._complete()
@@ -470,25 +486,22 @@ class RecordTracker:
         alert = None
         if self._alert_bytes is not None and len(self._alert_bytes) == 2:
             alert = (self._alert_bytes[0], self._alert_bytes[1])
-        self._held = dict(
-            index=self.count, offset=self._start, type=self._type,
-            version=self._version, length=self._length,
-            frames=tuple(self._cur_frames), segment_ends=tuple(self._cur_ends),
-            header_frames=self._hdr_frames, first_time=self._first_time,
-            last_time=self._last_time, missing=self._missing,
-            messages=tuple(self._messages), alert=alert,
-            coalesced=self._coalesced_prev)
+        # Record's fields, in order; coalesced is settled when the next record starts
+        self._held = [self.count, self._start, self._type, self._version, self._length,
+                      tuple(self._cur_frames), tuple(self._cur_ends), self._hdr_frames,
+                      self._first_time, self._last_time, self._coalesced_prev, self._missing,
+                      tuple(self._messages), alert]
         self.count += 1
         self.pos = self._start + 5 + self._length
         self._reset_record()
 
     def _release(self, next_first_frame, out):
         """Emit the held record; return whether it shares ``next_first_frame``."""
-        args, self._held = self._held, None
-        shared = next_first_frame is not None and args["frames"][-1:] == (next_first_frame,)
+        fields, self._held = self._held, None
+        shared = next_first_frame is not None and fields[5][-1:] == (next_first_frame,)
         if shared:
-            args["coalesced"] = True
-        out.append(Record(**args))
+            fields[10] = True
+        out.append(Record(*fields))
         return shared
 
     def _flush(self, out):

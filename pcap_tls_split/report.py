@@ -8,14 +8,17 @@ JSON, JSONL or CSV. This is the only module that writes to the terminal.
 
 import csv
 import dataclasses
-import io
 import json
 from dataclasses import dataclass, field
 
-from tabulate import tabulate
-
 from . import __version__, tls
-from .findings import SEVERITIES, Finding
+from .findings import SEVERITIES
+
+
+def tabulate(*args, **kwargs):
+    """tabulate.tabulate, imported on first use (it costs a tenth of the start-up)."""
+    from tabulate import tabulate as render
+    return render(*args, **kwargs)
 
 SCHEMA = 1
 
