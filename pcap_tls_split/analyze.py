@@ -107,6 +107,7 @@ class _FileRun:
         self.by_code = {}
         self.correlation = {}   # (premature, aligned, last_record_straddled) -> connections
         self.errors = []
+        self.progress = None    # progress(path, bytes read, size) now and then
 
     def connection_ended(self, conn):
         self.tcp += 1
@@ -165,8 +166,11 @@ class _FileRun:
         packet = table.packet
         with capture:
             try:
+                progress = self.progress
                 for frame_no, time, linktype, data, orig_len in capture.frames():
                     packets += 1
+                    if progress is not None and not packets & 0x3FFF:
+                        progress(self.path, capture.bytes_read, capture.size)
                     segment = decode(linktype, data, orig_len)
                     if segment is None:
                         continue
@@ -190,8 +194,69 @@ class _FileRun:
                                errors=tuple(errors))
 
 
+class FileResult:
+    """What one input gave: its InputReport, the connections listed (in the order
+    they ended), the records found (when asked for) and the summary counters."""
+
+    def __init__(self, run, inp, records=None):
+        self.remote = False          # made in a worker: the callbacks are still to be made
+        self.input = inp
+        self.listed = run.listed
+        self.records = records
+        self.tcp, self.tls, self.flagged = run.tcp, run.tls, run.flagged
+        self.by_code, self.correlation = run.by_code, run.correlation
+
+
+def analyze_file(path, options, on_connection=None, on_record=None, keep_records=False,
+                 progress=None):
+    """One input through the whole path (in this process or a worker)."""
+    rows = [] if keep_records else None
+    if keep_records:
+        on_record = rows.append
+    run = _FileRun(path, options, on_connection, on_record)
+    run.progress = progress
+    return FileResult(run, run.run(), rows)
+
+
+def _analyze_in_worker(path, options, keep_records):
+    result = analyze_file(path, options, keep_records=keep_records)
+    result.remote = True
+    return result
+
+
+def _results(paths, options, jobs, dask, on_connection, on_record, progress):
+    """FileResults in input order: here, in a process pool, or on a Dask cluster."""
+    paths = list(expand_inputs(paths))
+    keep = on_record is not None
+    parallel = (jobs or 1) > 1 and len(paths) > 1 and "-" not in paths
+    if dask:
+        from distributed import Client
+        with Client(dask) as client:
+            futures = client.map(_analyze_in_worker, paths, options=options, keep_records=keep, pure=False)
+            for path, future in zip(paths, futures):
+                yield future.result()
+                if progress:
+                    progress.file_done(path)
+        return
+    if not parallel:
+        for path in paths:
+            result = analyze_file(path, options, on_connection, on_record,
+                                  progress=progress.reading if progress else None)
+            if progress:
+                progress.file_done(path)
+            yield result
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+        futures = [pool.submit(_analyze_in_worker, path, options, keep) for path in paths]
+        for path, future in zip(paths, futures):
+            yield future.result()
+            if progress:
+                progress.file_done(path)
+
+
 def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
-            on_connection=None, on_record=None):
+            on_connection=None, on_record=None, jobs=1, dask=None, progress=None):
     """Analyse captures and return a ``Report``.
 
     ``paths``: a path, or a list of them (files, directories, ``-``).
@@ -200,23 +265,32 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     ``idle_timeout``: seconds of capture time after which an idle connection is finished.
     ``on_connection(ConnectionReport)``: called as each listed connection ends (streaming).
     ``on_record(RecordRow)``: called for each TLS record as it is found.
+    ``jobs``: analyse this many files at once in worker processes (the report, and the
+    order of the callbacks, are the same as with one).
+    ``dask``: the address of a Dask distributed scheduler to send the files to (its
+    workers must see the same paths).
+    ``progress``: an object with ``reading(path, done, total)`` and ``file_done(path)``.
     """
     options = {"all_connections": all_connections, "stream": stream, "idle_timeout": idle_timeout}
     inputs, connections = [], []
-    total = Summary()
     tcp = tls_count = flagged = 0
     by_code = {}
     correlation = {}
-    for path in expand_inputs(paths):
-        run = _FileRun(path, options, on_connection, on_record)
-        inputs.append(run.run())
-        connections += sorted(run.listed, key=lambda c: c.stream)
-        tcp += run.tcp
-        tls_count += run.tls
-        flagged += run.flagged
-        for code, count in run.by_code.items():
+    for result in _results(paths, options, jobs, dask, on_connection, on_record, progress):
+        if result.remote:
+            # replay what the worker saw, in the order a single process calls back
+            for conn in result.listed if on_connection else ():
+                on_connection(conn)
+            for row in result.records or ():
+                on_record(row)
+        inputs.append(result.input)
+        connections += sorted(result.listed, key=lambda c: c.stream)
+        tcp += result.tcp
+        tls_count += result.tls
+        flagged += result.flagged
+        for code, count in result.by_code.items():
             by_code[code] = by_code.get(code, 0) + count
-        for key, count in run.correlation.items():
+        for key, count in result.correlation.items():
             correlation[key] = correlation.get(key, 0) + count
     total = Summary(connections=tcp, tls_connections=tls_count, flagged=flagged,
                     by_code=dict(sorted(by_code.items())),
@@ -224,8 +298,8 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     return Report(inputs=tuple(inputs), connections=tuple(connections), summary=total)
 
 
-def records(paths, *, stream=None):
+def records(paths, *, stream=None, jobs=1):
     """Every TLS record of the captures, as ``RecordRow``s (a list, in the order found)."""
     rows = []
-    analyze(paths, stream=stream, on_record=rows.append)
+    analyze(paths, stream=stream, on_record=rows.append, jobs=jobs)
     return rows
