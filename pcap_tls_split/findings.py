@@ -81,9 +81,9 @@ class _View:
         """An alert record; in TLS 1.3 an encrypted one of alert size counts too."""
         if record.type == tls.ALERT:
             return True
+        # 19 bytes cannot be a Finished or any other handshake message of TLS 1.3
         return (self.tls13 and record.type == tls.APPLICATION_DATA and record.complete
-                and record.length in tls.TLS13_ALERT_LENGTHS
-                and self.conn.is_application_data(side, record))
+                and record.length in tls.TLS13_ALERT_LENGTHS)
 
     def alert_before(self, side, frame):
         """The alert record the side sent last before ``frame``, if any."""
@@ -373,17 +373,23 @@ def _side_rules(view, side, peer, closer, handshake_frame, handshake_known, duri
                    or (r.frames and close.frame < r.first_frame <= rst_frame)]
         if arrived:
             only_alerts = all(view.is_alert(peer, r) for r in arrived)
-            lost = "alert" if only_alerts else "application_data"
+            # a TLS 1.3 side that sent no application data lost only post-handshake
+            # messages (session tickets), as in close_before_pending_records
+            post_handshake = (not only_alerts and side.app_data == 0 and view.tls13 and
+                              all(r.type == tls.APPLICATION_DATA for r in arrived))
+            lost = "alert" if only_alerts else "post_handshake" if post_handshake else "application_data"
             evidence = {"lost": lost, "records_lost": len(arrived),
                         "bytes_lost": sum(r.received if not r.complete else 5 + r.length for r in arrived),
                         "fin_frame": close.frame, "rst_frame": rst_frame,
                         "first_lost_frame": arrived[0].first_frame}
+            what = {"alert": "an alert", "post_handshake": "post-handshake messages, session tickets",
+                    "application_data": "application data"}[lost]
             found.append(Finding(
-                "reset_on_data_after_close", "info" if only_alerts else "medium", "high", role,
-                side.rst[1], rst_frame,
+                "reset_on_data_after_close", "medium" if lost == "application_data" else "info", "high",
+                role, side.rst[1], rst_frame,
                 f"{role} had sent its FIN (frame {close.frame}); {len(arrived)} {peer_role} record(s) "
-                f"({'an alert' if only_alerts else 'application data'}) arrived after it and it "
-                f"answered RST (frame {rst_frame})" + ("" if only_alerts else ": that data was lost"),
+                f"({what}) arrived after it and it answered RST (frame {rst_frame})"
+                + (": that data was lost" if lost == "application_data" else ""),
                 evidence))
 
     handshake_complete = handshake_frame is not None and close.frame >= handshake_frame
