@@ -18,9 +18,11 @@ has been idle for ``idle_timeout`` seconds; when a new SYN reuses its
 number of an ended connection so that late packets do not renumber the
 streams after it.
 
-Each side keeps counters, its last ``RECENT_RECORDS`` records and, once the
-first close has happened, every record after it (the ones findings look at),
-up to ``KEPT_RECORDS``.
+Each side keeps counters and the records a close can fall among: the ones
+its peer has not acknowledged yet (in flight: bounded by the TCP window) and
+the last two it has, at most ``RECENT_RECORDS``; once the first close has
+happened, every record after it (the ones findings look at), up to
+``KEPT_RECORDS``.
 """
 
 from collections import deque
@@ -29,7 +31,7 @@ from .reassembly import ACK, DATA, FIN, RST, SYN, SideStream
 from .records import RecordTracker
 from . import tls
 
-RECENT_RECORDS = 64
+RECENT_RECORDS = 1024
 KEPT_RECORDS = 4096
 LINGER = 10.0
 IDLE_TIMEOUT = 600.0
@@ -240,7 +242,13 @@ class Connection:
         if record.coalesced:
             side.coalesced += 1
         records = side.records
-        if not self.closing or len(records) < KEPT_RECORDS:
+        if not self.closing:
+            records.append(record)
+            acked = side.stream.peer_acked
+            if acked is not None:
+                while len(records) > 3 and records[2].end <= acked:
+                    records.popleft()  # acknowledged: no close can fall before it
+        elif len(records) < KEPT_RECORDS:
             records.append(record)
         content_type = record.type
         if content_type == tls.APPLICATION_DATA:
