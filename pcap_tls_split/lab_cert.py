@@ -1,0 +1,65 @@
+"""The lab's bundled TEST-ONLY certificate and key.
+
+Self-signed, RSA-2048, CN=localhost, subjectAltName localhost, 127.0.0.1 and ::1,
+valid from 2000-01-01 to 2100-01-01 (so a wrong clock does not break it).
+
+They protect nothing: anybody who has this package has the private key. They
+exist so that ``pcap-tls-split lab`` needs no ``openssl`` command line and gives
+the same handshake record sizes on every run. Never use them for anything but a
+lab; ``lab serve --cert/--key`` takes your own.
+"""
+
+CERT_PEM = """\
+-----BEGIN CERTIFICATE-----
+MIIDdTCCAl2gAwIBAgIBATANBgkqhkiG9w0BAQsFADA7MRIwEAYDVQQDDAlsb2Nh
+bGhvc3QxJTAjBgNVBAoMHHBjYXAtdGxzLXNwbGl0IHRlc3Qtb25seSBrZXkwIBcN
+MDAwMTAxMDAwMDAwWhgPMjEwMDAxMDEwMDAwMDBaMDsxEjAQBgNVBAMMCWxvY2Fs
+aG9zdDElMCMGA1UECgwccGNhcC10bHMtc3BsaXQgdGVzdC1vbmx5IGtleTCCASIw
+DQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBAK4qN1RsLiX9lHkC1/Wyeo07F2Zt
+2W3GNDIGANz8MnZsUiu2y/9qAm5XJPvbTqJn897a/BITGzXHaJYQq0iqK+ohjwKc
+5UWe0bry4tBvptJ3Khe5EzeUZDehX/oWRnE+9hw23YlE9CUqZ4pgpIg/zuBhUlb7
+07Ni2WGi8/gG9a5Wq1NOrUXwf9HhfrDMN2ebQhee/zMjB80bMuxLTG02b5odi6rw
+6zan52Mfyb9yrqV+FgBg/Zinp9Rhd0ey3w7zIspOiuKImni9Mu5G15DZ3QFedp4I
+r5lmKO1UUbOoRSTnec/xGW3MVDITu/QdSflFBjAjNSOtKWlixhxa6eELoS0CAwEA
+AaOBgTB/MB0GA1UdDgQWBBSiPjJjRjXE+xmq6nRXX2p/IpEbRzAfBgNVHSMEGDAW
+gBSiPjJjRjXE+xmq6nRXX2p/IpEbRzAPBgNVHRMBAf8EBTADAQH/MCwGA1UdEQQl
+MCOCCWxvY2FsaG9zdIcEfwAAAYcQAAAAAAAAAAAAAAAAAAAAATANBgkqhkiG9w0B
+AQsFAAOCAQEACFNVB4RMUkpdw5FlAe88AA6RMzBotnCez6aYz/dQU3qTDeVtSrxC
+DWzy7hb0+OLf63Txq0XWS8eGtacvVDRzaOJqAC7kSUgZNfJqv4nI3uOPrJrBeY6a
+wh/kUwF1olAKyT/Gjthj+RlhmeHhwGpnvv/B7MRCPZOYHzGPkkOibkY0B+ynGQjh
+R7GhnBk/FNxwam9Iqfd+10DXhLbf0khnSetCzXWmHIrELuKptx1nTG1qlklr2jaZ
+9pophZeFstWNqq6Eek41slo106/+siwWpooFRE+bzwravlDri8zSPxZ+gtPtMdE3
++tv5CQBJNsxXe7u4HnQ1vG2/s0jkHvD3TA==
+-----END CERTIFICATE-----
+"""
+
+KEY_PEM = """\
+-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCuKjdUbC4l/ZR5
+Atf1snqNOxdmbdltxjQyBgDc/DJ2bFIrtsv/agJuVyT7206iZ/Pe2vwSExs1x2iW
+EKtIqivqIY8CnOVFntG68uLQb6bSdyoXuRM3lGQ3oV/6FkZxPvYcNt2JRPQlKmeK
+YKSIP87gYVJW+9OzYtlhovP4BvWuVqtTTq1F8H/R4X6wzDdnm0IXnv8zIwfNGzLs
+S0xtNm+aHYuq8Os2p+djH8m/cq6lfhYAYP2Yp6fUYXdHst8O8yLKToriiJp4vTLu
+RteQ2d0BXnaeCK+ZZijtVFGzqEUk53nP8RltzFQyE7v0HUn5RQYwIzUjrSlpYsYc
+WunhC6EtAgMBAAECggEAA21GOG2GfO3f4X+qUyXHXocGn1fS+uN2/HL8ylxV+9mG
+xmBq5CQoVxZ03lXC1tQ3yq9BXXOtyeGaD7XVQPFEOu+dGj6PDk8hLk4AI3zG6gY5
+OE1GcQYE8MlGk6ujiC/mdMiplD1clmyeq+zZ3+ptfiG8FoUO9c0gnNixdzRf2iXH
+FTCBu1ZNZ9ShzjWYdNKEqcS94VY7JrtWs1QFwnhYp2NDB9PLmgHzkn2me7mdBphg
+4tcG8wz0e6HCg/bYcVGOwBUGUTXpS1bM7cubIFyNEj5yEU85d710LTjpIrt48sjr
+PH8ziYyV2u1zq4mXcmqScMx8dWnBu/+Xz0AdlVt4uwKBgQDjVd+yPMg/VhsFm+ZM
+6F4aGd7sWoaaBQXWR+yf1we9/t/Pc1I+euRWDmeqVYqEGzcKhHL7qgMpgeDFIDq8
+sUGxbzRuV4m3FCe1cgTLjkHEyWyxZIuTyeMxSA4cv6CVkRDSc7ckT3AcaqN6uqbY
+kM3U4TUhxZgwAGZzPx8De/2vOwKBgQDEIA8CNrZZRd4rfT5TohXZ0Gfl9qptZFNq
+NT/7/62gfJXlsQ2qSn528Dh5qzP0GjpxL4Ojndx4paMca7DVAd/iY5WEByDvQTo2
+ynh1bycldhRzYYh4CIEZD/cF38JD02Sx/4bhN1mn8anoSWRhU2sC+l9IsR9eHJZR
+tEDL/wA6twKBgQC70ZnUBxWmBjyjAK9fwObmB5O+j/f+zcGJzLh5Qk16MlW0beF4
+D04QrywEdVHQXS+3N8BLnaWpKE2Mb1k3xfaxYl/d/eKgaD16Ue4WQryhmYx8bsZG
+XpiegZpvM/63MzfDt6iKjjrgr1XLMuRfrhrwEvQzp61ZkysRcgfseAcaOwKBgG4E
+/eZkAs75nrQOwhPwbQmPG3mpcdmD2jdOP+KBf0j0GrKLK/tHZsIZ59R48eARho9P
+9CyotbEIWgPrdXtIXeuFqa4ywYr1sE5kLkbSX8doAfjn0cJkIueISS6GY1fhEi+4
+BFX60tSfgIzJ/wGJ5hH5mdIRamNE7h5PW7oUBnDpAoGBANwDrnzOD+f3ygQFbwen
+k5GJN/G5qgBnoa/FX9xJPL+rEUq5QYvY19lvOUiRwNzh7WN/OeqrNPIDuu8iUKzu
+SN/SNnif7AsqV80eZsbJoj7L/6BrK1vl3QQ6Kd8JsVOvt3esYrKaVgDRbNlLeFFT
+4su3GHloLhM8ElEXkq8qyE2D
+-----END PRIVATE KEY-----
+"""
