@@ -163,7 +163,7 @@ class _FileRun:
             idle_timeout=self.options.get("idle_timeout") or IDLE_TIMEOUT)
         packets = 0
         frame_no = 0
-        packet = table.packet
+        place = table.segment
         with capture:
             try:
                 progress = self.progress
@@ -174,9 +174,8 @@ class _FileRun:
                     segment = decode(linktype, data, orig_len)
                     if segment is None:
                         continue
-                    src, dst, sport, dport, seq, ack, flags, _window, payload, missing = segment
                     try:
-                        packet(frame_no, time, src, dst, sport, dport, seq, ack, flags, payload, missing)
+                        place(frame_no, time, segment)
                     except Exception as exc:  # a bug: say so once, keep going
                         if len(self.errors) < 5:
                             self.errors.append(f"{self.path}: internal error at frame {frame_no}: "

@@ -165,8 +165,10 @@ class Connection:
 
     @property
     def is_tls(self):
-        return any(s.tracker is not None and (s.tracker.tls_start is not None or s.tracker.sslv2_hello)
-                   for s in (self.a, self.b))
+        trackers = [s.tracker for s in (self.a, self.b) if s.tracker is not None]
+        if any(t.tunnelled and not t.sslv2_hello for t in trackers):
+            return False
+        return any(t.tls_start is not None or t.sslv2_hello for t in trackers)
 
     # -- packets --------------------------------------------------------------
 
@@ -315,7 +317,23 @@ class ConnectionTable:
         self.now = 0.0
         self._countdown = SWEEP_EVERY
 
+    def segment(self, frame, time, segment):
+        """A decoded segment: ``frame.decode``'s tuple."""
+        src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
+        self.now = time
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = SWEEP_EVERY
+            self.sweep()
+        entry = self.by_key.get((src, sport, dst, dport))
+        if entry is None or flags & SYN or entry[1].first_seq is None:
+            entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
+            if entry is None:
+                return
+        entry[0].packet(entry[1], entry[2], frame, time, seq, ack, flags, payload, missing)
+
     def packet(self, frame, time, src, dst, sport, dport, seq, ack, flags, payload, missing):
+        """A segment given field by field."""
         self.now = time
         self._countdown -= 1
         if not self._countdown:

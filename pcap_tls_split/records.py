@@ -130,6 +130,13 @@ class RecordTracker:
         self._candidates = []         # RESYNC: (offset, version, next_header_offset)
         self._reset_record()
 
+    @property
+    def tunnelled(self):
+        """TLS found after a prologue whose framing keeps breaking without capture
+        gaps: TLS carried inside another protocol's frames (WebSocket, say), not
+        TLS on this stream."""
+        return bool(self.tls_start) and self.desyncs >= 3 and 4 * self.desyncs >= self.count
+
     # -- inputs ---------------------------------------------------------------
 
     def data(self, offset, payload, frame, time):

@@ -1,0 +1,57 @@
+"""Many files: worker processes (-j) and a Dask cluster give what one process gives."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pcap_tls_split.analyze import analyze
+from pcap_tls_split.connection import ConnectionTable
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+FILES = sorted(str(p) for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+def callbacks(**kwargs):
+    seen = []
+    report = analyze(FILES, all_connections=True, on_connection=lambda c: seen.append((c.file, c.stream)),
+                     **kwargs)
+    return report.to_dict(), seen
+
+
+def test_jobs_give_the_same_report_and_order():
+    assert len(FILES) > 3
+    assert callbacks(jobs=2) == callbacks(jobs=1)
+
+
+def test_cli_jobs_output_is_identical():
+    outputs = []
+    for jobs in ("1", "2"):
+        proc = subprocess.run([sys.executable, "-m", "pcap_tls_split", "analyze", "-j", jobs, "--all",
+                               "--format", "jsonl", str(SAMPLES)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1, proc.stderr
+        outputs.append(proc.stdout)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) > len(FILES)
+
+
+def test_dask_cluster_gives_the_same_report():
+    distributed = pytest.importorskip("distributed", reason="dask distributed is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert callbacks(dask=cluster.scheduler_address) == callbacks()
+
+
+def test_idle_connections_are_finished_and_freed():
+    """A connection idle past the timeout is finished while the capture goes on."""
+    ended = []
+    table = ConnectionTable(ended.append, idle_timeout=60)
+    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+    table.packet(1, 1000.0, a, b, 40000, 443, 100, 0, 0x02, b"", 0)
+    for frame in range(2, 20000):  # other traffic goes on for an hour
+        table.packet(frame, 1000.0 + frame * 0.2, a, b, 40001, 443, 5000 + frame, 0, 0x10, b"", 0)
+    assert [c.stream for c in ended] == [0]
+    assert ended[0].end_reason == "idle"
+    assert len({id(entry[0]) for entry in table.by_key.values()}) == 1
