@@ -55,3 +55,37 @@ def test_idle_connections_are_finished_and_freed():
     assert [c.stream for c in ended] == [0]
     assert ended[0].end_reason == "idle"
     assert len({id(entry[0]) for entry in table.by_key.values()}) == 1
+
+
+class _Terminal:
+    """A stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    from click.testing import CliRunner
+    from pcap_tls_split import cli
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = cli.Progress.for_terminal([str(SAMPLES)])
+    assert bar is not None and bar.files == len(FILES)
+    analyze(FILES, progress=bar)
+    bar.close()
+    assert f"{len(FILES)}/{len(FILES)} files" in terminal.text
+    # in a pipe (CliRunner's stderr is not a terminal) and with -q: never
+    monkeypatch.undo()
+    assert cli.Progress.for_terminal([str(SAMPLES)]) is None
+    result = CliRunner().invoke(cli.main, ["analyze", "-q", str(SAMPLES)])
+    assert "files" not in result.output and result.exit_code == 1
