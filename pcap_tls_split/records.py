@@ -180,7 +180,8 @@ class RecordTracker:
                 self.mode = RESYNC
                 self._log = []
             self._log.append((offset, None, length, None))
-            self._candidates = [c for c in self._candidates if c[2] >= offset + length]
+            # a candidate whose next header (or its own, cut short) is in the hole cannot be confirmed
+            self._candidates = [c for c in self._candidates if c[2] is not None and c[2] >= offset + length]
             self._trim_log()
         self.pos = offset + length
         return out
@@ -251,8 +252,11 @@ class RecordTracker:
         self._log.append((offset, payload, frame, time))
         end = offset + len(payload)
         self.pos = end
-        # new candidate headers: scan this chunk with the few bytes before it
-        tail_start = max(offset - 4, self._log[0][0])
+        # new candidate headers: scan this chunk with the few bytes before it (if
+        # they were captured)
+        before = self._log[-2] if len(self._log) > 1 else None
+        contiguous = before is not None and before[1] is not None and before[0] + len(before[1]) == offset
+        tail_start = max(offset - 4, before[0]) if contiguous else offset
         window = self._window(tail_start, end)
         for match in tls.HEADER_START.finditer(window):
             start = tail_start + match.start()

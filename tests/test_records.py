@@ -237,3 +237,14 @@ def test_any_segmentation_gives_the_same_records(sizes, data):
     for r in records:
         assert r.header_split == any(r.offset < c < r.offset + 5 for c in cut_set)
         assert r.straddling == any(r.offset < c < r.end for c in cut_set)
+
+
+def test_gap_after_a_header_cut_at_the_end_of_a_chunk():
+    """While resynchronising, a candidate header cut by the chunk end, then a hole."""
+    tracker = RecordTracker(midstream=True)
+    out = tracker.data(0, b"\x00" * 10 + bytes.fromhex("170303"), 1, 0.0)
+    assert tracker._candidates == [(10, None, None)]
+    out += tracker.gap(13, 99)
+    out += tracker.data(112, SERVER_FLIGHT[116:], 2, 1.0)
+    out += tracker.end()
+    assert shape(out)[-1] == (421 - 116 + 112, 23, 19)
