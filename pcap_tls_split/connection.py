@@ -334,17 +334,7 @@ class ConnectionTable:
 
     def packet(self, frame, time, src, dst, sport, dport, seq, ack, flags, payload, missing):
         """A segment given field by field."""
-        self.now = time
-        self._countdown -= 1
-        if not self._countdown:
-            self._countdown = SWEEP_EVERY
-            self.sweep()
-        entry = self.by_key.get((src, sport, dst, dport))
-        if entry is None or flags & SYN or entry[1].first_seq is None:
-            entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
-            if entry is None:
-                return
-        entry[0].packet(entry[1], entry[2], frame, time, seq, ack, flags, payload, missing)
+        self.segment(frame, time, (src, dst, sport, dport, seq, ack, flags, 0, payload, missing))
 
     def _place(self, key, frame, time, flags, seq, entry):
         """The entry of a segment that may open, reopen or start a connection."""

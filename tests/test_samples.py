@@ -15,6 +15,7 @@ import pytest
 
 import pcap_tls_split
 from pcap_tls_split.findings import SEVERITIES
+from pcap_tls_split.lab_scenarios import _matches  # code, side, severity, evidence subset
 
 import captures
 
@@ -26,17 +27,6 @@ def verdicts(report):
     return sorted((c.stream, f.code, f.side, f.severity) for c in report.connections for f in c.findings)
 
 
-def _matches(finding, want):
-    if finding.code != want["code"]:
-        return False
-    if "side" in want and finding.side != want["side"]:
-        return False
-    if "severity" in want and finding.severity != want["severity"]:
-        return False
-    for key, value in want.get("evidence", {}).items():
-        if finding.evidence.get(key) != value:
-            return False
-    return True
 
 
 def test_every_sample_is_listed():
