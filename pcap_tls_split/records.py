@@ -387,11 +387,21 @@ class RecordTracker:
             if self._type is None:
                 if not self._hdr:
                     self._start = base + pos
-                take = min(5 - len(self._hdr), n - pos)
-                self._hdr += bytes(payload[pos:pos + take])
-                pos += take
-                if not self._cur_frames or self._cur_frames[-1] != frame:
-                    self._hdr_frames += 1
+                    if n - pos >= 5:
+                        # the whole header in this segment (the common case)
+                        self._hdr = bytes(payload[pos:pos + 5])
+                        pos += 5
+                        self._hdr_frames = 1
+                    else:
+                        self._hdr = bytes(payload[pos:])
+                        pos = n
+                        self._hdr_frames = 1
+                else:
+                    take = min(5 - len(self._hdr), n - pos)
+                    self._hdr += bytes(payload[pos:pos + take])
+                    pos += take
+                    if self._cur_frames[-1] != frame:
+                        self._hdr_frames += 1
                 self._touch(frame, time, base + pos, out)
                 if len(self._hdr) < 5:
                     continue
@@ -418,7 +428,14 @@ class RecordTracker:
                 self._read_body(payload[pos:pos + take])
             pos += take
             self._body_left -= take
-            self._touch(frame, time, base + pos, out)
+            frames = self._cur_frames
+            if frames[-1] == frame:  # a body always follows its header's bytes
+                self._cur_ends[-1] = base + pos
+                self._last_time = time
+            else:
+                frames.append(frame)
+                self._cur_ends.append(base + pos)
+                self._last_time = time
             if not self._body_left:
                 self._complete()
         self.pos = base + n
