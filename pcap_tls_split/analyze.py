@@ -110,7 +110,8 @@ class _FileRun:
         self.progress = None    # progress(path, bytes read, size) now and then
 
     def connection_ended(self, conn):
-        self.tcp += 1
+        if not conn.continued:
+            self.tcp += 1  # a connection woken after the idle timeout was counted already
         if not conn.is_tls:
             return
         self.tls += 1
@@ -160,7 +161,8 @@ class _FileRun:
         table = ConnectionTable(
             self.connection_ended,
             on_record=self.record_found if self.user_on_record is not None else None,
-            idle_timeout=self.options.get("idle_timeout") or IDLE_TIMEOUT)
+            idle_timeout=IDLE_TIMEOUT if self.options.get("idle_timeout") is None
+            else self.options["idle_timeout"])
         packets = 0
         frame_no = 0
         place = table.segment

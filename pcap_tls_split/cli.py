@@ -34,7 +34,8 @@ def common_options(func):
                   help="Output format.")
     @click.option("--stream", type=int, default=None, metavar="N",
                   help="Only Wireshark's tcp.stream N.")
-    @click.option("--idle-timeout", type=float, default=None, metavar="SECONDS",
+    @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                  metavar="SECONDS",
                   help="Finish connections idle this long (capture time; default 600).")
     @click.option("-j", "--jobs", type=click.IntRange(1), default=None, metavar="N",
                   help="Analyse N files at once in worker processes (default: the number of CPUs).")

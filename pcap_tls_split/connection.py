@@ -32,6 +32,7 @@ from .records import RecordTracker
 from . import tls
 
 RECENT_RECORDS = 1024
+RECENT_SEGMENTS = 256
 KEPT_RECORDS = 4096
 LINGER = 10.0
 IDLE_TIMEOUT = 600.0
@@ -44,7 +45,7 @@ class Side:
     __slots__ = ("addr", "port", "stream", "tracker", "records", "total",
                  "straddling", "header_split", "coalesced", "app_data",
                  "last_app_data", "alerts", "first_type23", "finished",
-                 "close", "fin", "rst", "last_segment", "last_ack",
+                 "close", "fin", "rst", "segments", "last_ack",
                  "close_peer_segment", "syn", "synack", "first_seq")
 
     def __init__(self, addr, port):
@@ -62,8 +63,8 @@ class Side:
         self.close = None             # Close of its first FIN or RST
         self.fin = None               # (frame, time) of its first FIN
         self.rst = None               # (frame, time) of its first RST
-        self.last_segment = None      # (frame, time, end offset) of its last data segment
-        self.close_peer_segment = None  # the peer's last data segment when this side closed
+        self.segments = deque(maxlen=RECENT_SEGMENTS)  # (frame, time, end offset) of its last data segments
+        self.close_peer_segment = None  # the peer's last data segment the closer had received
         self.last_ack = None          # the last acknowledgment number it sent
         self.syn = False              # sent a SYN (without ACK)
         self.synack = False           # sent a SYN-ACK
@@ -73,6 +74,15 @@ class Side:
     def endpoint(self):
         from .frame import format_endpoint
         return format_endpoint(self.addr, self.port)
+
+
+def _last_received(segments, reach):
+    """The last of these segments wholly received at ``reach`` (the close's ACK):
+    captured at the peer or on the path, later segments may be in flight."""
+    for segment in reversed(segments):
+        if segment[2] <= reach:
+            return segment
+    return None
 
 
 class Close:
@@ -95,7 +105,8 @@ class Connection:
     """One TCP connection: two sides and when it started and ended."""
 
     __slots__ = ("stream", "a", "b", "start", "last", "ended_at", "closing",
-                 "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt")
+                 "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt",
+                 "continued")
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
         self.stream = stream
@@ -107,6 +118,7 @@ class Connection:
         self.closing = False          # a side has closed: keep every record from now on
         self.midstream = midstream
         self.end_reason = None
+        self.continued = False        # the rest of a connection ended by the idle timeout
         self._client = None
         self.on_record = on_record
         self.syn_time = None          # capture time of the first SYN
@@ -135,14 +147,19 @@ class Connection:
 
     @property
     def role_inferred(self):
+        if self.continued:
+            return False
         a, b = self.a, self.b
         if a.syn or b.syn or a.synack or b.synack:
             return False
         return not any(s.tracker and s.tracker.client_hello for s in (a, b))
 
-    def fix_roles(self):
-        """Decide the roles once (records already reported name them)."""
-        if self._client is None:
+    def fix_roles(self, client=None):
+        """Decide the roles once (records already reported name them); ``client``:
+        the client's (address, port) when known from before."""
+        if client is not None:
+            self._client = self.a if (self.a.addr, self.a.port) == client else self.b
+        elif self._client is None:
             self._client = self.client
 
     @property
@@ -191,7 +208,7 @@ class Connection:
             else:
                 self._consume(side, events)
         if payload:
-            side.last_segment = (frame, time, stream.last_end)
+            side.segments.append((frame, time, stream.last_end))
         if flags & ACK and ack != side.last_ack and peer.stream.base is not None:
             side.last_ack = ack  # a bulk sender repeats the same ACK: look at it once
             events = peer.stream.acked(ack)
@@ -209,7 +226,7 @@ class Connection:
                 reach, estimated = peer.stream.next, True
             own = side.stream.fin if kind == "fin" else side.stream.rst
             side.close = Close(kind, frame, time, reach, estimated, own, peer.stream.gaps)
-            side.close_peer_segment = peer.last_segment
+            side.close_peer_segment = _last_received(peer.segments, reach)
             if not self.closing:
                 self.closing = True
                 for s in (self.a, self.b):
@@ -311,7 +328,7 @@ class ConnectionTable:
         self.idle_timeout = idle_timeout
         self.linger = linger
         self.by_key = {}              # (src, sport, dst, dport) -> (connection, side, peer)
-        self.tombstones = {}          # 4-tuple -> (stream, kind, time)
+        self.tombstones = {}          # 4-tuple -> (stream, kind, time, client endpoint)
         self.streams = 0
         self.late_packets = 0
         self.now = 0.0
@@ -361,14 +378,17 @@ class ConnectionTable:
         tomb = self.tombstones.pop((src, sport, dst, dport), None) or \
             self.tombstones.pop((dst, dport, src, sport), None)
         if tomb is not None and not flags & SYN:
-            stream, kind, _ = tomb
+            stream, kind, _, client = tomb
             if kind == "closed":
                 # a late packet of an ended connection
                 self.tombstones[key] = tomb
                 self.late_packets += 1
                 return None
-            # the same connection, woken after an idle timeout: same stream
+            # the same connection, woken after an idle timeout: reported again, as
+            # a continuation with the same stream number and roles
             conn = self._new(stream, key, time, midstream=True)
+            conn.continued = True
+            conn.fix_roles(client)
         else:
             conn = self._new(self.streams, key, time, midstream=not flags & SYN)
             self.streams += 1
@@ -388,7 +408,7 @@ class ConnectionTable:
         self.by_key.pop(key, None)
         self.by_key.pop((b.addr, b.port, a.addr, a.port), None)
         kind = "idle" if reason == "idle" else "closed"
-        self.tombstones[key] = (conn.stream, kind, conn.last)
+        self.tombstones[key] = (conn.stream, kind, conn.last, (conn.client.addr, conn.client.port))
         conn.end_reason = reason
         conn.finish()
         self.on_connection(conn)

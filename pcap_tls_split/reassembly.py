@@ -33,6 +33,8 @@ DATA, GAP = 0, 1
 # Out-of-order bytes held before the oldest hole is taken for a capture gap.
 HOLD_LIMIT = 4 << 20
 HOLD_SEGMENTS = 4096
+# Peer ACKs past a hole before it is taken for a capture gap.
+HOLE_ACKS = 3
 # A FIN, RST or acknowledgment further than this past the delivered bytes is
 # not taken as the stream's end (a RST with a made-up sequence number).
 PLAUSIBLE_AHEAD = 1 << 26
@@ -46,7 +48,7 @@ class SideStream:
     __slots__ = ("base", "syn", "midstream", "next", "held", "held_bytes",
                  "fin", "rst", "peer_acked", "retransmissions", "out_of_order",
                  "conflicts", "gaps", "gap_bytes", "keepalives", "snap_cut",
-                 "segments", "before_start", "last_end")
+                 "segments", "before_start", "last_end", "hole_acked")
 
     def __init__(self):
         self.base = None          # sequence number of offset 0
@@ -68,6 +70,7 @@ class SideStream:
         self.segments = 0         # segments that carried payload
         self.before_start = 0     # bytes before offset 0 of a mid-stream start
         self.last_end = 0         # offset just past the last segment that carried payload
+        self.hole_acked = 0       # peer ACKs seen past the current hole
 
     def offset(self, seq):
         """Stream offset of sequence number ``seq`` (unwrapped near the delivered end)."""
@@ -173,8 +176,11 @@ class SideStream:
         if self.peer_acked is None or offset > self.peer_acked:
             self.peer_acked = offset
         if self.held and offset > self.next and min(self.held) < offset:
-            # the peer had the bytes of the hole: they will not come again
-            return self._skip_hole()
+            # the peer had the bytes of the hole: they will not come again, once a
+            # few of its ACKs say so (a capture may show an ACK before the data)
+            self.hole_acked += 1
+            if self.hole_acked > HOLE_ACKS:
+                return self._skip_hole()
         return NOTHING
 
     def finish(self):
@@ -197,6 +203,7 @@ class SideStream:
     # -- internals ------------------------------------------------------------
 
     def _deliver(self, offset, payload, frame, time, missing):
+        self.hole_acked = 0
         events = []
         if payload:
             events.append((DATA, offset, payload, frame, time))
@@ -247,6 +254,7 @@ class SideStream:
 
     def _skip_hole(self):
         """Give up on the hole before the first held segment: it is a capture gap."""
+        self.hole_acked = 0
         first = min(self.held)
         events = [(GAP, self.next, first - self.next)]
         self.gaps += 1

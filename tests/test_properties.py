@@ -127,3 +127,23 @@ def test_reassembly_delivers_each_byte_once_in_order(data, st_data):
     for event in side.finish():
         assert event[0] != GAP
     assert bytes(out) == data
+
+
+def test_an_ack_captured_before_the_data_it_acknowledges_is_no_gap():
+    """Merged or multi-queue captures can show the ACK of a segment before the segment."""
+    side = SideStream()
+    side.segment(1000, SYN, b"", 1, 0.0)
+    got = list(side.segment(1001 + 100, 0x10, b"B" * 100, 2, 0.0))  # held: the hole is 0-100
+    got += side.acked(1001 + 200)                                   # the peer ACKs A and B
+    got += side.segment(1001, 0x10, b"A" * 100, 3, 0.0)             # then A arrives
+    got += side.finish()
+    assert [e[0] for e in got] == [DATA, DATA] and side.gaps == 0
+    assert b"".join(e[2] for e in got) == b"A" * 100 + b"B" * 100
+    # when the hole stays, further ACKs past it make it a gap
+    side = SideStream()
+    side.segment(1000, SYN, b"", 1, 0.0)
+    side.segment(1001 + 100, 0x10, b"B" * 100, 2, 0.0)
+    events = []
+    for _ in range(5):
+        events += side.acked(1001 + 200)
+    assert events[0] == (GAP, 0, 100) and side.gaps == 1

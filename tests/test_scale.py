@@ -89,3 +89,19 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     assert cli.Progress.for_terminal([str(SAMPLES)]) is None
     result = CliRunner().invoke(cli.main, ["analyze", "-q", str(SAMPLES)])
     assert "files" not in result.output and result.exit_code == 1
+
+
+def test_a_connection_woken_after_the_idle_timeout_keeps_its_stream_and_roles():
+    ended = []
+    table = ConnectionTable(ended.append, idle_timeout=60)
+    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+    table.packet(1, 1000.0, a, b, 40000, 443, 100, 0, 0x02, b"", 0)          # SYN from the client
+    table.packet(2, 1000.1, b, a, 443, 40000, 900, 101, 0x12, b"", 0)        # SYN-ACK
+    for frame in range(3, 20000):                                            # other traffic, an hour
+        table.packet(frame, 1000.0 + frame * 0.2, a, b, 40001, 443, 5000 + frame, 0, 0x10, b"", 0)
+    table.packet(20000, 5000.0, b, a, 443, 40000, 901, 101, 0x10, b"late", 0)  # the server wakes
+    table.finish()
+    first, woken, other = sorted(ended, key=lambda c: (c.stream, c.continued))
+    assert (first.stream, woken.stream, woken.continued) == (0, 0, True)
+    assert woken.client.port == 40000 and not woken.role_inferred
+    assert table.streams == 2
