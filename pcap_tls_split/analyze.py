@@ -195,6 +195,10 @@ class _FileRun:
                                errors=tuple(errors))
 
 
+class ClusterUnavailable(Exception):
+    """The Dask scheduler given cannot be used (one line saying why)."""
+
+
 class FileResult:
     """What one input gave: its InputReport, the connections listed (in the order
     they ended), the records found (when asked for) and the summary counters."""
@@ -231,8 +235,15 @@ def _results(paths, options, jobs, dask, on_connection, on_record, progress):
     keep = on_record is not None
     parallel = (jobs or 1) > 1 and len(paths) > 1 and "-" not in paths
     if dask:
-        from distributed import Client
-        with Client(dask) as client:
+        try:
+            from distributed import Client
+            client = Client(dask, timeout="15s")
+        except ImportError:
+            raise ClusterUnavailable("--dask needs dask distributed: pip install 'pcap-tls-split[dask]'") \
+                from None
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ClusterUnavailable(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
+        with client:
             futures = client.map(_analyze_in_worker, paths, options=options, keep_records=keep, pure=False)
             for path, future in zip(paths, futures):
                 yield future.result()

@@ -11,7 +11,7 @@ import traceback
 import click
 
 from . import __version__
-from .analyze import analyze as run_analysis, expand_inputs
+from .analyze import ClusterUnavailable, analyze as run_analysis, expand_inputs
 from .findings import SEVERITIES
 from . import report as render
 
@@ -25,6 +25,12 @@ class Exit(enum.IntEnum):
 
 
 FORMATS = ("table", "json", "jsonl", "csv")
+
+
+class Failure(click.ClickException):
+    """The run could not be done (exit status 2, not 1: 1 means findings)."""
+
+    exit_code = 2
 
 
 def common_options(func):
@@ -60,11 +66,13 @@ def common_options(func):
             sys.exit(Exit.OK)
         except KeyboardInterrupt:
             sys.exit(130)
+        except ClusterUnavailable as exc:
+            raise Failure(str(exc))
         except Exception as exc:
             if debug:
                 traceback.print_exc()
-            raise click.ClickException(f"internal error: {type(exc).__name__}: {exc} "
-                                       "(run with --debug for the traceback)")
+            raise Failure(f"internal error: {type(exc).__name__}: {exc} "
+                          "(run with --debug for the traceback)")
         finally:
             if kwargs["scale"]["progress"] is not None:
                 kwargs["scale"]["progress"].close()

@@ -34,9 +34,10 @@ from . import tls
 RECENT_RECORDS = 1024
 RECENT_SEGMENTS = 256
 KEPT_RECORDS = 4096
-LINGER = 10.0
+LINGER = 2.0
 IDLE_TIMEOUT = 600.0
-SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections
+SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections...
+SWEEP_SECONDS = 1.0  # ...or seconds of capture time, whichever comes first
 
 
 class Side:
@@ -333,14 +334,16 @@ class ConnectionTable:
         self.late_packets = 0
         self.now = 0.0
         self._countdown = SWEEP_EVERY
+        self._swept = float("-inf")   # capture time of the last sweep
 
     def segment(self, frame, time, segment):
         """A decoded segment: ``frame.decode``'s tuple."""
         src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
         self.now = time
         self._countdown -= 1
-        if not self._countdown:
+        if not self._countdown or time - self._swept > SWEEP_SECONDS:
             self._countdown = SWEEP_EVERY
+            self._swept = time
             self.sweep()
         entry = self.by_key.get((src, sport, dst, dport))
         if entry is None or flags & SYN or entry[1].first_seq is None:

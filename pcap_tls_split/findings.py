@@ -131,8 +131,9 @@ class _View:
         if any(r.missing for r in records):
             reasons.append("the capture missed bytes of the records involved")
         level = "low" if reasons else "high"
-        if peer.stream.gaps or peer.stream.snap_cut:
-            reasons.append(f"{peer.stream.gaps} capture gap(s) in the {self.role(peer)}'s stream")
+        gaps = side.close.peer_gaps  # the holes in the peer's stream before this close
+        if gaps:
+            reasons.append(f"{gaps} capture gap(s) in the {self.role(peer)}'s stream before the close")
             level = "low" if level == "low" else "medium"
         if side.close.reach_estimated:
             reasons.append("the close carried no acknowledgment: reach estimated from the bytes captured before it")
@@ -369,8 +370,20 @@ def _side_rules(view, side, peer, closer, handshake_frame, handshake_known, duri
     # reset_on_data_after_close: data reached a side that had sent its FIN, which answered RST
     if close.kind == "fin" and side.rst is not None and side.rst[0] > close.frame:
         rst_frame = side.rst[0]
-        arrived = [r for r in view.records(peer) if r.frames and close.frame < r.last_frame <= rst_frame
-                   or (r.frames and close.frame < r.first_frame <= rst_frame)]
+        # the bytes of each peer record that came in segments after the FIN, up to the RST
+        after = []
+        for r in view.records(peer):
+            start = r.offset
+            came = 0
+            first = None
+            for frame, end in zip(r.frames, r.segment_ends):
+                if close.frame < frame <= rst_frame:
+                    came += end - start
+                    first = first or frame
+                start = end
+            if came:
+                after.append((r, came, first))
+        arrived = [r for r, _, _ in after]
         if arrived:
             only_alerts = all(view.is_alert(peer, r) for r in arrived)
             # a TLS 1.3 side that sent no application data lost only post-handshake
@@ -379,9 +392,9 @@ def _side_rules(view, side, peer, closer, handshake_frame, handshake_known, duri
                               all(r.type == tls.APPLICATION_DATA for r in arrived))
             lost = "alert" if only_alerts else "post_handshake" if post_handshake else "application_data"
             evidence = {"lost": lost, "records_lost": len(arrived),
-                        "bytes_lost": sum(r.received if not r.complete else 5 + r.length for r in arrived),
+                        "bytes_lost": sum(came for _, came, _ in after),
                         "fin_frame": close.frame, "rst_frame": rst_frame,
-                        "first_lost_frame": arrived[0].first_frame}
+                        "first_lost_frame": min(first for _, _, first in after)}
             what = {"alert": "an alert", "post_handshake": "post-handshake messages, session tickets",
                     "application_data": "application data"}[lost]
             found.append(Finding(
@@ -402,6 +415,10 @@ def _side_rules(view, side, peer, closer, handshake_frame, handshake_known, duri
                 confidence = "medium"
                 evidence["note"] = ("TLS 1.3 alerts are encrypted: no record of alert size "
                                     f"({tls.TLS13_ALERT_LENGTHS[0]} bytes) came just before the close")
+            elif view.version is None:
+                confidence = "medium"
+                evidence["note"] = ("the handshake was not captured: if this is TLS 1.3, an encrypted "
+                                    "alert would not show as one")
             found.append(Finding(
                 "no_close_notify", "low", confidence, role, close.time, close.frame,
                 f"{role} closed ({close.kind.upper()}, frame {close.frame}) without a TLS alert first",

@@ -197,3 +197,27 @@ def test_summary_correlation():
     assert corr["connections"] == 10
     assert corr["premature"] == {"total": 2, "aligned": 2, "last_record_straddled": 0}
     assert sum(c["connections"] for c in corr["cells"]) == 10
+
+
+def test_jsonl_streams_connections_while_the_capture_is_still_coming():
+    """tcpdump -w - | pcap-tls-split analyze --format jsonl -: lines before the end of input."""
+    import select
+    data = (SAMPLES / "field-bug-70-tries.pcap").read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "pcap_tls_split", "analyze", "--all", "--format",
+                             "jsonl", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(data[:len(data) * 2 // 3])
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no connection came out before the end of the input"
+        first = json.loads(proc.stdout.readline())
+        assert "stream" in first and "summary" not in first
+        proc.stdin.write(data[len(data) * 2 // 3:])
+        proc.stdin.close()
+        rest = proc.stdout.read().decode().splitlines()
+        assert json.loads(rest[-1])["summary"]["tls_connections"] == 70
+        assert len(rest) == 70  # 69 more connections and the summary
+    finally:
+        proc.kill()
+        proc.wait()
