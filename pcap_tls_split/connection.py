@@ -33,6 +33,7 @@ from . import tls
 
 RECENT_RECORDS = 1024
 RECENT_SEGMENTS = 256
+TYPE23_HEAD = 8
 KEPT_RECORDS = 4096
 LINGER = 2.0
 IDLE_TIMEOUT = 600.0
@@ -44,8 +45,8 @@ class Side:
     """What one side of a connection sent, as far as it matters downstream."""
 
     __slots__ = ("addr", "port", "stream", "tracker", "records", "total",
-                 "straddling", "header_split", "coalesced", "app_data",
-                 "last_app_data", "alerts", "first_type23", "finished",
+                 "straddling", "header_split", "coalesced", "type23_head",
+                 "type23_tail", "alerts", "finished",
                  "close", "fin", "rst", "segments", "last_ack",
                  "close_peer_segment", "syn", "synack", "first_seq")
 
@@ -56,10 +57,9 @@ class Side:
         self.tracker = None
         self.records = deque(maxlen=RECENT_RECORDS)
         self.total = self.straddling = self.header_split = self.coalesced = 0
-        self.app_data = 0             # application data records (see findings)
-        self.last_app_data = None     # the last of them
+        self.type23_head = []         # its first type-23 records (TLS 1.3 handshake, first request)
+        self.type23_tail = deque(maxlen=4)  # its last type-23 records
         self.alerts = 0               # alert records (clear, or TLS 1.3 alert-sized)
-        self.first_type23 = None      # (index, last frame) of its first type-23 record
         self.finished = None          # frame of its Finished (TLS up to 1.2)
         self.close = None             # Close of its first FIN or RST
         self.fin = None               # (frame, time) of its first FIN
@@ -272,11 +272,9 @@ class Connection:
             records.append(record)
         content_type = record.type
         if content_type == tls.APPLICATION_DATA:
-            if side.first_type23 is None:
-                side.first_type23 = (record.index, record.last_frame)
-            if self.is_application_data(side, record):
-                side.app_data += 1
-                side.last_app_data = record
+            if len(side.type23_head) < TYPE23_HEAD:
+                side.type23_head.append(record)
+            side.type23_tail.append(record)
         elif content_type == tls.ALERT:
             side.alerts += 1
         elif content_type == tls.HANDSHAKE and side.finished is None and side.tracker.ccs_seen \
@@ -286,26 +284,60 @@ class Connection:
             self.fix_roles()
             self.on_record(self, side, record)
 
-    def is_application_data(self, side, record):
-        """Whether a type-23 record is application data (not TLS 1.3 handshake).
+    # -- what is application data (SIGNATURES.md, "Application data") ---------
 
-        In TLS 1.3 a side's first encrypted flight is handshake: the client's
-        first type-23 record (its Finished), and the server's type-23 records
-        that came before the client's Finished.
-        """
+    def client_finished(self):
+        """TLS 1.3: the client's Finished, the last record of its encrypted handshake
+        flight (certificate messages may come before it); else its first type-23 record."""
+        head = self.client.type23_head
+        for record in head[:TYPE23_HEAD // 2]:
+            if record.length in tls.TLS13_FINISHED_LENGTHS:
+                return record
+        return head[0] if head else None
+
+    def first_request(self):
+        """TLS 1.3: the client's first application data record."""
+        finished = self.client_finished()
+        if finished is not None:
+            for record in self.client.type23_head:
+                if record.index > finished.index and record.length not in tls.TLS13_ALERT_LENGTHS:
+                    return record
+        return None
+
+    def is_application_data(self, side, record):
+        """Whether a record is application data. Up to TLS 1.2: every type-23 record.
+        In TLS 1.3, a side's first encrypted flight is handshake (the client's up to its
+        Finished); what the server sends before the client's first request is
+        post-handshake (session tickets)."""
         if record.type != tls.APPLICATION_DATA:
             return False
         if tls.version_name(self.version) != "1.3":
             return True
-        if side.first_type23 is not None and side.first_type23[0] == record.index:
-            # this side's first encrypted record: the client's Finished, or the
-            # start of the server's encrypted flight
+        if side is self.client:
+            finished = self.client_finished()
+            return finished is not None and record.index > finished.index
+        request = self.first_request()
+        return request is not None and record.first_frame > request.first_frame
+
+    def is_post_handshake(self, side, record):
+        """TLS 1.3: a server record after the client's Finished that is not application
+        data (session tickets, key updates)."""
+        if side is self.client or record.type != tls.APPLICATION_DATA \
+                or tls.version_name(self.version) != "1.3":
             return False
-        peer = self.peer(side)
-        if side is self.server:
-            client_finished = peer.first_type23
-            return client_finished is not None and record.first_frame > client_finished[1]
-        return True
+        finished = self.client_finished()
+        return (finished is not None and record.first_frame > finished.last_frame
+                and not self.is_application_data(side, record))
+
+    def last_application_data(self, side):
+        """The side's last application data record (None if it sent none)."""
+        tls13 = tls.version_name(self.version) == "1.3"
+        for record in reversed(side.type23_tail):
+            if tls13 and record.length in tls.TLS13_ALERT_LENGTHS:
+                continue  # an encrypted alert
+            if self.is_application_data(side, record):
+                return record
+        return None
 
     def finish(self):
         """End of the connection: release what the reassemblers hold."""

@@ -107,12 +107,13 @@ class _View:
         """Frame at which the TLS handshake was complete, None if it never was."""
         client, server = self.client, self.server
         if self.tls13:
-            if client.first_type23 is not None and server.first_type23 is not None:
-                return client.first_type23[1]
+            finished = self.conn.client_finished()
+            if finished is not None and server.type23_head:
+                return finished.last_frame
             return None
         if client.finished is not None and server.finished is not None:
             return max(client.finished, server.finished)
-        if client.app_data and server.app_data and self.version is not None:
+        if client.type23_head and server.type23_head and self.version is not None:
             return 0  # application data flowed both ways: it was complete
         return None
 
@@ -257,9 +258,8 @@ def _close_vs_peer_records(view, closer, peer):
         last_received = _last_received(records, reach)
         aligned = bool(_aligned(closer, records))
         pause = first.first_time - last_received.last_time if last_received else None
-        post_handshake_only = (closer.app_data == 0 and view.tls13 and
-                               all(r.type == tls.APPLICATION_DATA and
-                                   view.conn.is_application_data(peer, r) for r in pending_data))
+        post_handshake_only = (view.conn.last_application_data(closer) is None and
+                               all(view.conn.is_post_handshake(peer, r) for r in pending_data))
         severity = "info" if post_handshake_only else "high"
         confidence, why = view.confidence(closer, peer, pending_data[:1])
         evidence = {
@@ -289,11 +289,11 @@ def _close_vs_peer_records(view, closer, peer):
                         close.time, close.frame, message, evidence)]
 
     # nothing pending: did the closer leave a peer that was not done?
-    if closer.app_data and peer.close is not None and peer.close.kind == "rst" \
+    last_request = view.conn.last_application_data(closer)
+    if last_request is not None and peer.close is not None and peer.close.kind == "rst" \
             and peer.close.frame > close.frame:
-        last_request = closer.last_app_data
-        answered = peer.last_app_data is not None and last_request is not None and \
-            peer.last_app_data.last_frame > last_request.last_frame
+        last_answer = view.conn.last_application_data(peer)
+        answered = last_answer is not None and last_answer.last_frame > last_request.last_frame
         alert = view.alert_before(closer, close.frame)
         confidence, why = view.confidence(closer, peer)
         evidence = {"reaction_time": reaction, "close": reaction_kind,
@@ -388,8 +388,9 @@ def _side_rules(view, side, peer, closer, handshake_frame, handshake_known, duri
             only_alerts = all(view.is_alert(peer, r) for r in arrived)
             # a TLS 1.3 side that sent no application data lost only post-handshake
             # messages (session tickets), as in close_before_pending_records
-            post_handshake = (not only_alerts and side.app_data == 0 and view.tls13 and
-                              all(r.type == tls.APPLICATION_DATA for r in arrived))
+            post_handshake = (not only_alerts and view.conn.last_application_data(side) is None
+                              and all(view.is_alert(peer, r) or view.conn.is_post_handshake(peer, r)
+                                      for r in arrived))
             lost = "alert" if only_alerts else "post_handshake" if post_handshake else "application_data"
             evidence = {"lost": lost, "records_lost": len(arrived),
                         "bytes_lost": sum(came for _, came, _ in after),

@@ -50,6 +50,9 @@ HRR_RANDOM = bytes.fromhex(
 # An encrypted TLS 1.3 alert: 2 bytes of alert, 1 byte of inner content type
 # and the 16-byte AEAD tag of every TLS 1.3 cipher suite but CCM_8 (8 bytes).
 TLS13_ALERT_LENGTHS = (19, 11)
+# An encrypted TLS 1.3 Finished: 4-byte header, 32- or 48-byte verify_data
+# (SHA-256 or SHA-384 suites), 1 byte of inner type, 16-byte tag.
+TLS13_FINISHED_LENGTHS = (53, 69)
 
 ALERT_DESCRIPTIONS = {0: "close_notify", 10: "unexpected_message",
                       20: "bad_record_mac", 22: "record_overflow",
