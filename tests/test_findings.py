@@ -87,3 +87,42 @@ def test_records_kept_stay_few_on_a_long_healthy_connection():
     conn = wire.table.by_key[(SERVER, 443, CLIENT, 50000)][0]
     assert len(conn.server.records) <= 3
     assert conn.server.total == 3 + 3000 - 1  # the last record is held until the next starts
+
+
+# ServerHello negotiating TLS 1.3: supported_versions (43) = 0x0304
+SERVER_HELLO_13 = record(22, bytes.fromhex("0200002e") + b"\x03\x03" + b"\x22" * 32
+                         + bytes.fromhex("00 1301 00 0006 002b 0002 0304"))
+
+
+def test_tls13_client_certificate_flight_is_handshake_and_tickets_are_not_data():
+    """A TLS 1.3 client with a certificate (Certificate, CertificateVerify, Finished) that
+    closes right after the handshake: the tickets pending are post-handshake (info)."""
+    wire = Wire()
+    wire.send("client", HELLO)
+    wire.send("server", SERVER_HELLO_13 + record(20, b"\x01") + record(23, b"\x55" * 900))
+    wire.send("client", record(20, b"\x01") + record(23, b"c" * 700) + record(23, b"v" * 280)
+              + record(23, b"f" * 53))
+    wire.send("client", b"", flags=ACK | FIN, dt=0.05)
+    wire.send("server", record(23, b"t" * 250) + record(23, b"t" * 250), dt=0.2)
+    wire.send("client", b"", flags=RST | ACK)
+    conn, found = wire.findings()
+    codes = {(f.code, f.severity) for f in found}
+    assert ("close_before_pending_records", "info") in codes, codes
+    assert ("reset_on_data_after_close", "info") in codes
+    assert not any(f.severity == "high" for f in found)
+
+
+def test_reaction_and_alignment_from_what_the_closer_had_received():
+    """Captured at the server: the client's ACK covers only the first of three segments."""
+    wire = Wire()
+    handshake(wire)
+    base = wire.seq["server"]
+    body = record(23, b"r" * 3000)
+    for i in range(3):
+        wire.send("server", body[i * 1000:(i + 1) * 1000 + (5 if i == 2 else 0)], dt=0.001)
+    wire.send("client", b"", flags=ACK | FIN, ack=base + 1000, dt=0.08)
+    wire.send("server", b"", flags=ACK | FIN, dt=0.001)
+    conn, found = wire.findings()
+    (inside,) = [f for f in found if f.code == "close_inside_record"]
+    assert inside.evidence["segments_received"] == 1 and inside.evidence["bytes_received"] == 1000
+    assert abs(inside.evidence["reaction_time"] - 0.082) < 1e-6  # from the first segment, not the last
