@@ -464,7 +464,7 @@ def check_closes_no_alert(reset):
 
 @single
 def check_close_without_waiting(c, v13):
-    cl, sv = c.client, c.server
+    cl = c.client
     need(c.first_closer == "client" and cl.close["kind"] == "fin", "client FIN first")
     in_fin = [r for r in cl.records if cl.close["frame"] in r["frames"]]
     need([r["type"] for r in in_fin] == [21], "close_notify and FIN in one segment")

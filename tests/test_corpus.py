@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 import pcap_tls_split
-from conftest import CORPUS, corpus_files
+from conftest import corpus_files
 
 import tshark_ref
 

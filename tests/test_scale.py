@@ -1,6 +1,5 @@
 """Many files: worker processes (-j) and a Dask cluster give what one process gives."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
