@@ -140,32 +140,50 @@ class SideStream:
             else:
                 payload = payload[cut:]
             return self._deliver(nxt, payload, frame, time, missing)
-        # a hole before it: hold it
-        held = self.held.get(offset)
-        if held is not None:
-            old = held[0]
-            common = min(len(old), len(payload))
-            if bytes(old[:common]) != bytes(payload[:common]):
-                self.conflicts += 1
-            if size <= len(old) + held[3]:
-                self.retransmissions += 1
-                return NOTHING
-            # longer than what is held: keep the new tail beyond it
-            cut = len(old) + held[3]
-            if cut >= len(payload):
-                missing -= cut - len(payload)
-                payload = b""
-            else:
-                payload = payload[cut:]
-            offset += cut
-            if offset in self.held:
-                return NOTHING
-        self.out_of_order += 1
-        self.held[offset] = (payload, frame, time, missing)
-        self.held_bytes += len(payload)
+        # a hole before it: hold what of it is not held already (first seen wins)
+        pieces = self._unheld(offset, payload, missing)
+        if not pieces:
+            self.retransmissions += 1
+            return NOTHING
+        if len(pieces) > 1 or pieces[0][0] != offset or len(pieces[0][1]) + pieces[0][2] != size:
+            self.retransmissions += 1  # partly a copy of held bytes
+        else:
+            self.out_of_order += 1
+        for piece_offset, piece, piece_missing in pieces:
+            self.held[piece_offset] = (piece, frame, time, piece_missing)
+            self.held_bytes += len(piece)
         if self.held_bytes > HOLD_LIMIT or len(self.held) > HOLD_SEGMENTS:
             return self._skip_hole()
         return NOTHING
+
+    def _unheld(self, offset, payload, missing):
+        """The parts of a segment that no held segment covers, as (offset, payload,
+        missing); bytes that differ from held ones they overlap count as conflicts."""
+        end = offset + len(payload) + missing
+        pieces = []
+        at = offset
+        for held_offset in sorted(o for o, h in self.held.items()
+                                  if o < end and o + len(h[0]) + h[3] > offset):
+            held_payload, _, _, held_missing = self.held[held_offset]
+            held_end = held_offset + len(held_payload) + held_missing
+            # compare the captured bytes both have
+            lo, hi = max(offset, held_offset), min(offset + len(payload), held_offset + len(held_payload))
+            if lo < hi and bytes(payload[lo - offset:hi - offset]) != \
+                    bytes(held_payload[lo - held_offset:hi - held_offset]):
+                self.conflicts += 1
+            if held_offset > at:
+                pieces.append(at)
+                pieces.append(held_offset)
+            at = max(at, held_end)
+        if at < end:
+            pieces.append(at)
+            pieces.append(end)
+        captured_end = offset + len(payload)
+        out = []
+        for lo, hi in zip(pieces[::2], pieces[1::2]):
+            piece = payload[lo - offset:min(hi, captured_end) - offset] if lo < captured_end else b""
+            out.append((lo, piece, hi - lo - len(piece)))
+        return out
 
     def acked(self, ack):
         """The peer acknowledged this side's bytes up to sequence number ``ack``."""

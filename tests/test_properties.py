@@ -147,3 +147,17 @@ def test_an_ack_captured_before_the_data_it_acknowledges_is_no_gap():
     for _ in range(5):
         events += side.acked(1001 + 200)
     assert events[0] == (GAP, 0, 100) and side.gaps == 1
+
+
+def test_first_seen_wins_among_held_segments():
+    """Held A at 100-150, then a different B at 90-190: bytes 100-150 stay A's, B's are a conflict."""
+    side = SideStream()
+    side.segment(1000, SYN, b"", 1, 0.0)
+    side.segment(1001 + 100, 0x10, b"A" * 50, 2, 0.0)
+    side.segment(1001 + 90, 0x10, b"B" * 100, 3, 0.0)
+    events = list(side.segment(1001, 0x10, b"C" * 90, 4, 0.0))
+    data = b"".join(e[2] for e in events)
+    assert data == b"C" * 90 + b"B" * 10 + b"A" * 50 + b"B" * 40
+    frames = [(e[1], e[3]) for e in events]
+    assert frames == [(0, 4), (90, 3), (100, 2), (150, 3)]
+    assert side.conflicts == 1 and side.gaps == 0
