@@ -286,24 +286,24 @@ def _ppp_proto(data, p, end, depth):
     return None
 
 
+def _by_family(fam, data, limit):
+    """The IP packet after a 4-byte address family (BSD loopback headers)."""
+    if fam == 2:
+        return _ip4(data, 4, limit, 0)
+    if fam in _AF_INET6:
+        return _ip6(data, 4, limit, 0)
+    return None
+
+
 def _link_null(data, limit):
     fam = _LE_I(data, 0)[0]
     if fam > 0xFFFF:                     # written in the other byte order
         fam = _BE_I(data, 0)[0]
-    if fam == 2:
-        return _ip4(data, 4, limit, 0)
-    if fam in _AF_INET6:
-        return _ip6(data, 4, limit, 0)
-    return None
+    return _by_family(fam, data, limit)
 
 
 def _link_loop(data, limit):             # OpenBSD loopback: family in network order
-    fam = _BE_I(data, 0)[0]
-    if fam == 2:
-        return _ip4(data, 4, limit, 0)
-    if fam in _AF_INET6:
-        return _ip6(data, 4, limit, 0)
-    return None
+    return _by_family(_BE_I(data, 0)[0], data, limit)
 
 
 def _link_raw(data, limit):
