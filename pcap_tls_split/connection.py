@@ -46,7 +46,7 @@ class Side:
 
     __slots__ = ("addr", "port", "stream", "tracker", "records", "total",
                  "straddling", "header_split", "coalesced", "type23_head",
-                 "type23_tail", "alerts", "finished",
+                 "type23_tail", "finished",
                  "close", "fin", "rst", "segments", "last_ack",
                  "close_peer_segment", "syn", "synack", "first_seq")
 
@@ -59,7 +59,6 @@ class Side:
         self.total = self.straddling = self.header_split = self.coalesced = 0
         self.type23_head = []         # its first type-23 records (TLS 1.3 handshake, first request)
         self.type23_tail = deque(maxlen=4)  # its last type-23 records
-        self.alerts = 0               # alert records (clear, or TLS 1.3 alert-sized)
         self.finished = None          # frame of its Finished (TLS up to 1.2)
         self.close = None             # Close of its first FIN or RST
         self.fin = None               # (frame, time) of its first FIN
@@ -275,8 +274,6 @@ class Connection:
             if len(side.type23_head) < TYPE23_HEAD:
                 side.type23_head.append(record)
             side.type23_tail.append(record)
-        elif content_type == tls.ALERT:
-            side.alerts += 1
         elif content_type == tls.HANDSHAKE and side.finished is None and side.tracker.ccs_seen \
                 and not record.messages:
             side.finished = record.last_frame
