@@ -58,10 +58,7 @@ def connection_report(path, conn, found):
     closer = findings_mod.first_closer(conn)
     if closer is not None:
         close = closer.close
-        peer = conn.peer(closer)
-        reach = close.reach
-        if peer.stream.fin is not None and reach > peer.stream.fin:
-            reach = peer.stream.fin
+        reach = findings_mod.reach_of(closer, conn.peer(closer))
         aligned, straddled = findings_mod.close_position(conn)
         close_summary = CloseSummary(conn.role(closer), close.kind, close.time, reach,
                                      close.reach_estimated, close.frame, aligned, straddled)

@@ -229,6 +229,14 @@ class Capture:
     def _cut(self, frame, offset, what):
         self._error(f"capture cut short at frame {frame} (byte offset {offset}): {what}")
 
+    def _stopped(self, exc, frame, offset):
+        """Reading stopped on ``exc``: a cut stream, or anything else, said in one line."""
+        if isinstance(exc, _Cut):
+            self._cut(frame, offset, str(exc))
+        else:
+            self._error(f"error reading frame {frame} (byte offset {offset}): "
+                        f"{type(exc).__name__}: {exc}")
+
     def _check_linktype(self, lt, where=""):
         if lt not in SUPPORTED_LINKTYPES and lt not in self._warned_linktypes:
             self._warned_linktypes.add(lt)
@@ -285,11 +293,8 @@ class Capture:
                                     f"{incl} bytes)")
                         self._cut(n + 1, base + pos, what)
                     return
-        except _Cut as e:
-            self._cut(n + 1, base + pos, str(e))
         except Exception as e:           # never a traceback out of frames()
-            self._error(f"error reading frame {n + 1} (byte offset {base + pos}): "
-                        f"{type(e).__name__}: {e}")
+            self._stopped(e, n + 1, base + pos)
         finally:
             self.bytes_read = base + pos
 
@@ -426,11 +431,8 @@ class Capture:
                         size = need if need > 12 else "at least 12"
                         self._cut(n + 1, base, f"truncated block ({got} of {size} bytes)")
                     return
-        except _Cut as e:
-            self._cut(n + 1, base + pos, str(e))
         except Exception as e:           # never a traceback out of frames()
-            self._error(f"error reading frame {n + 1} (byte offset {base + pos}): "
-                        f"{type(e).__name__}: {e}")
+            self._stopped(e, n + 1, base + pos)
         finally:
             self.bytes_read = base + pos
 

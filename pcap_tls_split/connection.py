@@ -27,6 +27,7 @@ happened, every record after it (the ones findings look at), up to
 
 from collections import deque
 
+from .frame import format_endpoint
 from .reassembly import ACK, DATA, FIN, RST, SYN, SideStream
 from .records import RecordTracker
 from . import tls
@@ -72,7 +73,6 @@ class Side:
 
     @property
     def endpoint(self):
-        from .frame import format_endpoint
         return format_endpoint(self.addr, self.port)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from . import tls
 
 SEVERITIES = ("info", "low", "medium", "high")
-CONFIDENCES = ("low", "medium", "high")
 
 # A FIN this close after the side's last data came "back to back" with it.
 BACK_TO_BACK = 0.010
@@ -164,7 +163,7 @@ def evaluate(conn):
         if handshake_known and (handshake_frame is None or closer.close.frame < handshake_frame) \
                 and view.alert_before(closer, closer.close.frame) is None:
             during_handshake.add(closer)
-            found.append(_close_during_handshake(view, closer, peer))
+            found.append(_close_during_handshake(view, closer))
     for side in (conn.a, conn.b):
         peer = conn.peer(side)
         found += _side_rules(view, side, peer, closer, handshake_frame, handshake_known,
@@ -311,13 +310,9 @@ def _close_vs_peer_records(view, closer, peer):
     return []
 
 
-def _close_during_handshake(view, closer, peer):
+def _close_during_handshake(view, closer):
     close = closer.close
     role = view.role(closer)
-    stage = []
-    for side in (view.client, view.server):
-        kept = view.records(side)
-        stage.append(f"{view.role(side)}: {len(kept)} record(s)")
     evidence = {"version": view.version, "records": {view.role(s): s.total for s in (view.client, view.server)},
                 "handshake_messages": {view.role(s): sorted({tls.HANDSHAKE_TYPES.get(m, str(m))
                                                              for r in view.records(s) for m in r.messages})
