@@ -143,7 +143,7 @@ def _read_at_least(stream, buf, n):
     have = len(buf)
     if have >= n:
         return buf
-    parts = [buf]
+    parts = [buf] if buf else []
     while have < n:
         try:
             b = stream.read(max(CHUNK, n - have))
@@ -155,7 +155,7 @@ def _read_at_least(stream, buf, n):
             break
         parts.append(b)
         have += len(b)
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # ------------------------------------------------------------------------- capture
@@ -177,6 +177,7 @@ class Capture:
         self._raw = raw
         self._buf = buf
         self._used = False
+        self.pcap_header = None          # set by pcap_blocks()
         self._warned_linktypes = set()
 
     # bytes taken from the file itself (compressed when gzip): comparable to `size`
@@ -245,58 +246,107 @@ class Capture:
                         "its frames are skipped")
 
     # ---------------------------------------------------------------- pcap
-    def _pcap(self):
+    def pcap_blocks(self):
+        """Classic pcap, for a caller that walks the packet records itself.
+
+        A generator: it sets ``pcap_header`` to ``(linktype, timestamp divisor,
+        record header unpack, record length limit)`` and yields ``(buf, pos)``: a
+        buffer and where its first unread record starts.  The caller walks the whole
+        records in it and sends back ``(pos, frames, incl)``: where it stopped (the
+        first record not wholly in buf), the frames walked so far, and that record's
+        length (-1 when buf does not hold its 16-byte header).  The next buffer
+        starts with that record.  It stops at the end of the capture or at damage,
+        reported in ``errors``.  Not to be mixed with ``frames()``."""
         buf = self._buf
         self._buf = None
+        self._used = True
         stream = self._stream
         endian, div = PCAP_MAGICS[buf[:4]]
         snaplen, network = struct.unpack_from(endian + "II", buf, 16)
         lt = network & 0x03FFFFFF        # upper bits: FCS length information
         self._check_linktype(lt)
         limit = max(MAX_CAPLEN, min(snaplen, MAX_CAPLEN_HARD))
-        unpack = struct.Struct(endian + "IIII").unpack_from
+        self.pcap_header = (lt, div, struct.Struct(endian + "IIII").unpack_from, limit)
         pos = 24
         base = 0                         # stream offset of buf[0]
         n = 0
-        incl = 0
+        rest = None                      # a read's bytes after the record taken from it
         try:
+            pos, n, incl = yield buf, pos
             while True:
-                end = len(buf)
-                while pos + 16 <= end:
-                    sec, frac, incl, orig = unpack(buf, pos)
-                    nxt = pos + 16 + incl
-                    if nxt > end or incl > limit:
-                        break
-                    n += 1
-                    yield n, sec + frac / div, lt, buf[pos + 16:nxt], orig
-                    pos = nxt
-                else:
-                    incl = -1            # loop ended for want of a full header
                 if incl > limit:
                     self._cut(n + 1, base + pos,
                               f"record length {incl} is larger than the maximum of "
                               f"{limit} (corrupt record header)")
                     return
-                # refill: keep the unparsed tail, read at least a chunk (and at least
-                # the whole record when its header is here)
                 self.bytes_read = base + pos
-                left = end - pos
-                buf = _read_at_least(stream, buf[pos:], left + 1 if incl < 0 else 16 + incl)
-                base += pos
-                pos = 0
-                if len(buf) == left:     # end of stream
-                    if left:
-                        if left < 16:
-                            what = f"truncated packet record header ({left} of 16 bytes)"
-                        else:
-                            what = (f"truncated packet data ({left - 16} of "
-                                    f"{incl} bytes)")
-                        self._cut(n + 1, base + pos, what)
-                    return
-        except Exception as e:           # never a traceback out of frames()
+                left = len(buf) - pos
+                if rest is not None and not left:
+                    # the record completed across two reads was walked: on with the
+                    # second read, not copied
+                    base += len(buf)
+                    buf, pos, rest = rest, rest_at, None
+                    base -= pos
+                elif rest is None and left >= 16:
+                    # a record cut by the end of the read: complete it, alone, from
+                    # the next read (copying that one record, not the whole read)
+                    need = 16 + incl - left
+                    more = _read_at_least(stream, b"", need)
+                    base += pos
+                    if len(more) > need:
+                        buf, pos, rest, rest_at = buf[pos:] + more[:need], 0, more, need
+                    else:
+                        buf, pos = buf[pos:] + more, 0
+                        if not more:
+                            self._cut(n + 1, base, f"truncated packet data ({left - 16} of "
+                                                   f"{incl} bytes)")
+                            return
+                else:
+                    # keep the unparsed tail, read at least a chunk (and at least the
+                    # whole record when its header is here)
+                    tail = buf[pos:]
+                    if rest is not None:
+                        tail, rest = tail + rest[rest_at:], None
+                        left = len(tail)
+                    buf = _read_at_least(stream, tail, left + 1 if incl < 0 else 16 + incl)
+                    base += pos
+                    pos = 0
+                    if len(buf) == left:     # end of stream
+                        if left:
+                            if left < 16:
+                                what = f"truncated packet record header ({left} of 16 bytes)"
+                            else:
+                                what = (f"truncated packet data ({left - 16} of "
+                                        f"{incl} bytes)")
+                            self._cut(n + 1, base + pos, what)
+                        return
+                pos, n, incl = yield buf, pos
+        except Exception as e:           # never a traceback out of a reader
             self._stopped(e, n + 1, base + pos)
         finally:
             self.bytes_read = base + pos
+
+    def _pcap(self):
+        blocks = self.pcap_blocks()
+        buf, pos = next(blocks)
+        lt, div, unpack, limit = self.pcap_header
+        n = 0
+        while True:
+            end = len(buf)
+            while pos + 16 <= end:
+                sec, frac, incl, orig = unpack(buf, pos)
+                nxt = pos + 16 + incl
+                if nxt > end or incl > limit:
+                    break
+                n += 1
+                yield n, sec + frac / div, lt, buf[pos + 16:nxt], orig
+                pos = nxt
+            else:
+                incl = -1
+            try:
+                buf, pos = blocks.send((pos, n, incl))
+            except StopIteration:
+                return
 
     # ---------------------------------------------------------------- pcapng
     def _pcapng(self):

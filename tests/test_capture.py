@@ -146,7 +146,10 @@ def test_big_snaplen_allows_big_records(tmp_path):
     assert cap.errors == [] and frames[0][3] == big
 
 
-def test_pcap_truncated_at_every_offset(tmp_path):
+@pytest.mark.parametrize("chunk", [None, 40, 100])
+def test_pcap_truncated_at_every_offset(tmp_path, monkeypatch, chunk):
+    if chunk:
+        monkeypatch.setattr(capture_mod, "CHUNK", chunk)   # cuts between reads too
     recs = [(1, 0, PKT), (2, 0, PKT[:20]), (3, 0, PKT)]
     full = pcap_bytes(recs)
     starts = [24]
@@ -295,7 +298,7 @@ def test_pcapng_truncated_at_every_offset(tmp_path):
             assert "capture cut short at frame" in cap.errors[0], cap.errors
 
 
-@pytest.mark.parametrize("chunk", [1, 5, 64])
+@pytest.mark.parametrize("chunk", [1, 5, 64, 100])
 def test_tiny_reads_give_the_same_frames(tmp_path, monkeypatch, chunk):
     """Records and blocks straddling read boundaries at every position."""
     files = {"a.pcap": pcap_bytes([(i, i, PKT[:i * 7 % 54]) for i in range(12)]),
