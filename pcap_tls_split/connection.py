@@ -25,12 +25,15 @@ happened, every record after it (the ones findings look at), up to
 ``KEPT_RECORDS``.
 """
 
+import struct
 from collections import deque
 
 from .frame import format_endpoint
 from .reassembly import ACK, DATA, FIN, RST, SYN, SideStream
 from .records import RecordTracker
 from . import tls
+
+_PORTS = struct.Struct(">HH").pack
 
 RECENT_RECORDS = 1024
 RECENT_SEGMENTS = 256
@@ -348,6 +351,12 @@ class Connection:
         self.fix_roles()
 
 
+def wire_key(src, sport, dst, dport):
+    """The addresses and ports of a segment as its IP and TCP headers carry them
+    (for IPv4 without options: 12 contiguous bytes of the frame)."""
+    return bytes(src) + bytes(dst) + _PORTS(sport, dport)
+
+
 class ConnectionTable:
     """Finds each segment's connection, numbering them as Wireshark's tcp.stream."""
 
@@ -358,6 +367,7 @@ class ConnectionTable:
         self.idle_timeout = idle_timeout
         self.linger = linger
         self.by_key = {}              # (src, sport, dst, dport) -> (connection, side, peer)
+        self.by_wire = {}             # the same, keyed by src + dst + sport + dport as on the wire
         self.tombstones = {}          # 4-tuple -> (stream, kind, time, client endpoint)
         self.streams = 0
         self.late_packets = 0
@@ -367,13 +377,21 @@ class ConnectionTable:
 
     def segment(self, frame, time, segment):
         """A decoded segment: ``frame.decode``'s tuple."""
-        src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
+        self.tick(time)
+        self.place(frame, time, segment)
+
+    def tick(self, time):
+        """Capture time moves on (once per segment): now and then, sweep."""
         self.now = time
         self._countdown -= 1
         if not self._countdown or time - self._swept > SWEEP_SECONDS:
             self._countdown = SWEEP_EVERY
             self._swept = time
             self.sweep()
+
+    def place(self, frame, time, segment):
+        """A decoded segment, after ``tick``: to its connection."""
+        src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
         entry = self.by_key.get((src, sport, dst, dport))
         if entry is None or flags & SYN or entry[1].first_seq is None:
             entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
@@ -430,8 +448,9 @@ class ConnectionTable:
         src, sport, dst, dport = key
         a, b = Side(src, sport), Side(dst, dport)
         conn = Connection(stream, a, b, time, self.on_record, midstream)
-        self.by_key[key] = (conn, a, b)
-        self.by_key[(dst, dport, src, sport)] = (conn, b, a)
+        self.by_key[key] = self.by_wire[wire_key(src, sport, dst, dport)] = (conn, a, b)
+        self.by_key[(dst, dport, src, sport)] = self.by_wire[wire_key(dst, dport, src, sport)] = \
+            (conn, b, a)
         return conn
 
     def _end(self, conn, reason):
@@ -439,6 +458,8 @@ class ConnectionTable:
         key = (a.addr, a.port, b.addr, b.port)
         self.by_key.pop(key, None)
         self.by_key.pop((b.addr, b.port, a.addr, a.port), None)
+        self.by_wire.pop(wire_key(a.addr, a.port, b.addr, b.port), None)
+        self.by_wire.pop(wire_key(b.addr, b.port, a.addr, a.port), None)
         kind = "idle" if reason == "idle" else "closed"
         self.tombstones[key] = (conn.stream, kind, conn.last, (conn.client.addr, conn.client.port))
         conn.end_reason = reason
