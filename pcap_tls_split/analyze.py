@@ -9,6 +9,7 @@ input. Nothing here prints.
 
 import os
 
+from . import fastpath
 from . import findings as findings_mod
 from . import tls
 from .capture import CaptureError, open_capture
@@ -162,23 +163,28 @@ class _FileRun:
             else self.options["idle_timeout"])
         packets = 0
         frame_no = 0
-        place = table.segment
+        progress = self.progress
         with capture:
             try:
-                progress = self.progress
-                for frame_no, time, linktype, data, orig_len in capture.frames():
-                    packets += 1
-                    if progress is not None and not packets & 0x3FFF:
-                        progress(self.path, capture.bytes_read, capture.size)
-                    segment = decode(linktype, data, orig_len)
-                    if segment is None:
-                        continue
-                    try:
-                        place(frame_no, time, segment)
-                    except Exception as exc:  # a bug: say so once, keep going
-                        if len(self.errors) < 5:
-                            self.errors.append(f"{self.path}: internal error at frame {frame_no}: "
-                                               f"{type(exc).__name__}: {exc}")
+                if fastpath.usable(capture):
+                    report = None if progress is None else \
+                        (lambda: progress(self.path, capture.bytes_read, capture.size))
+                    packets = fastpath.run(capture, table, self.errors, self.path, report)
+                else:
+                    place = table.segment
+                    for frame_no, time, linktype, data, orig_len in capture.frames():
+                        packets += 1
+                        if progress is not None and not packets & 0x3FFF:
+                            progress(self.path, capture.bytes_read, capture.size)
+                        segment = decode(linktype, data, orig_len)
+                        if segment is None:
+                            continue
+                        try:
+                            place(frame_no, time, segment)
+                        except Exception as exc:  # a bug: say so once, keep going
+                            if len(self.errors) < 5:
+                                self.errors.append(f"{self.path}: internal error at frame "
+                                                   f"{frame_no}: {type(exc).__name__}: {exc}")
             except Exception as exc:
                 self.errors.append(f"{self.path}: reading stopped at frame {frame_no}: "
                                    f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,206 @@
+"""The common case of the path, fused into one loop.
+
+Most packets of a TLS capture are Ethernet/IPv4/TCP segments, in a classic pcap
+file, that continue a known connection in order: the next bytes of a side
+stream, in the middle of a record body, or a bare acknowledgment.  Taking the
+steps one by one for those (the capture's frame tuple, ``frame.decode``'s
+tuple, ``ConnectionTable.segment``, ``Connection.packet``,
+``SideStream.segment``, ``RecordTracker.data``) costs several times the work
+itself.  ``run`` walks the pcap records and, for exactly those packets, makes
+inline the state changes the steps would make; every other packet goes through
+the steps (``frame.decode``, then ``ConnectionTable.place``).  The steps stay the
+reference: tests/test_fastpath.py checks that both ways give the same records
+and reports, on every sample and corpus capture.
+"""
+
+import struct
+
+from .connection import SWEEP_EVERY, SWEEP_SECONDS
+from .frame import decode
+from .reassembly import ACK, DATA, MASK
+from .records import SYNC
+
+# From the ethertype to the TCP flags, for Ethernet + IPv4 + TCP: ethertype,
+# version/IHL, total length, fragment field, protocol, (addresses and ports
+# skipped), sequence, acknowledgment, data offset, flags.
+_ETH_IP4_TCP = struct.Struct(">HBxH2xHxB2x12xIIBB").unpack_from
+ETHERNET = 1
+RUN = 2     # _continue: done, and the side may go on as a run
+
+
+def usable(capture):
+    """Whether ``run`` can read this capture (classic pcap, not yet read)."""
+    return capture.format == "pcap" and not capture._used
+
+
+def run(capture, table, errors, name, progress=None):
+    """Feed every frame of a classic pcap ``capture`` to ``table``; returns the
+    number of frames.  An exception while placing a packet is a bug: it goes to
+    ``errors`` (the first five, naming the input ``name``) and the run goes on.
+    ``progress()`` is called every 16384 frames.
+
+    Within the common case there is a commoner one: a run of segments of one
+    side, each the next bytes of the stream and inside the same record body.  For
+    such a run the state that changes (offsets, the body left, the time) is held
+    in local variables and written back to the side's objects when the run ends,
+    before anything else can look at them."""
+    blocks = capture.pcap_blocks()
+    buf, pos = next(blocks)
+    linktype, div, unpack, limit = capture.pcap_header
+    ethernet = linktype == ETHERNET
+    wire = table.by_wire
+    place = table.place
+    countdown, swept = table._countdown, table._swept   # ConnectionTable.tick's, kept here
+    # the run in progress: the wire key of its side (None: no run), and its state
+    hot = hot_entry = None
+    h_next = h_seq = h_left = h_ack = h_count = 0
+    h_time = 0.0
+    frames_append = ends_append = segments_append = None
+    n = 0
+    while True:
+        end = len(buf)
+        while pos + 16 <= end:
+            sec, frac, incl, orig = unpack(buf, pos)
+            nxt = pos + 16 + incl
+            if nxt > end or incl > limit:
+                break
+            n += 1
+            time = sec + frac / div
+            p = pos + 16
+            pos = nxt
+            if progress is not None and not n & 0x3FFF:
+                progress()
+            try:
+                key = None
+                if ethernet and incl >= 54:
+                    et, vhl, tot, frag, proto, seq, ack, offx, flags = _ETH_IP4_TCP(buf, p + 12)
+                    if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
+                            and 40 <= tot and 14 + tot <= incl and not flags & 7:
+                        ps = 34 + ((offx >> 4) << 2)   # payload start, in the frame
+                        size = 14 + tot - ps
+                        if ps >= 54 and size >= 0:
+                            key = buf[p + 26:p + 38]
+                            if size and key == hot and seq == h_seq and size < h_left \
+                                    and ack == h_ack and flags & ACK and countdown > 1 \
+                                    and time - swept <= SWEEP_SECONDS:
+                                # the run goes on (and no sweep is due)
+                                countdown -= 1
+                                h_left -= size
+                                h_next += size
+                                h_seq = (h_seq + size) & MASK
+                                h_count += 1
+                                h_time = time
+                                frames_append(n)
+                                ends_append(h_next)
+                                segments_append((n, time, h_next))
+                                continue
+                if hot is not None:
+                    _flush(hot_entry, h_next, h_left, h_time, h_count)
+                    hot = None
+                segment = None
+                if key is None:
+                    segment = decode(linktype, buf[p:nxt], orig)
+                    if segment is None:
+                        continue
+                # ConnectionTable.tick
+                table.now = time
+                countdown -= 1
+                if not countdown or time - swept > SWEEP_SECONDS:
+                    countdown = SWEEP_EVERY
+                    swept = time
+                    table.sweep()
+                if key is not None:
+                    entry = wire.get(key)
+                    if entry is not None:
+                        done = _continue(entry, buf, p + ps, size, seq, ack, flags, n, time)
+                        if done:
+                            if done == RUN:
+                                hot, hot_entry = key, entry
+                                side = entry[1]
+                                stream, tracker = side.stream, side.tracker
+                                h_next = stream.next
+                                h_seq = (stream.base + h_next) & MASK
+                                h_left = tracker._body_left
+                                h_ack = ack
+                                h_count = 0
+                                h_time = time
+                                frames_append = tracker._cur_frames.append
+                                ends_append = tracker._cur_ends.append
+                                segments_append = side.segments.append
+                            continue
+                    segment = decode(linktype, buf[p:nxt], orig)
+                place(n, time, segment)
+            except Exception as exc:  # a bug: say so, keep going
+                hot = None
+                if len(errors) < 5:
+                    errors.append(f"{name}: internal error at frame {n}: "
+                                  f"{type(exc).__name__}: {exc}")
+        else:
+            incl = -1
+        try:
+            buf, pos = blocks.send((pos, n, incl))
+        except StopIteration:
+            break
+    if hot is not None:
+        _flush(hot_entry, h_next, h_left, h_time, h_count)
+    table._countdown, table._swept = countdown, swept
+    return n
+
+
+def _flush(entry, nxt, left, time, count):
+    """A run ends: its state back to the side's objects."""
+    conn, side, _ = entry
+    stream, tracker = side.stream, side.tracker
+    stream.next = stream.last_end = tracker.pos = nxt
+    stream.segments += count
+    tracker._body_left = left
+    tracker._last_time = conn.last = time
+
+
+def _continue(entry, buf, start, size, seq, ack, flags, frame, time):
+    """The packet, if it continues its connection in order (no SYN, FIN or RST;
+    the whole segment captured): what ``Connection.packet`` would do, done here in
+    the same order.  False (nothing done) for any other packet; ``RUN`` when it
+    carried data and left its side inside a record body, acknowledging as before
+    (the next segments of the side may go on as a run)."""
+    conn, side, peer = entry
+    stream = side.stream
+    base = stream.base
+    if base is None:              # (then its first sequence number is known too)
+        return False
+    nxt = stream.next
+    if size and (stream.held or (seq - base) & MASK != nxt & MASK):
+        return False
+    conn.last = time
+    if conn.rtt is None and conn.syn_time is not None and side.syn and flags & ACK:
+        conn.rtt = time - conn.syn_time
+    tracker = side.tracker
+    if size:
+        # SideStream.segment's in-order case
+        stream.segments += 1
+        end = stream.next = stream.last_end = nxt + size
+        if tracker is not None and tracker.pos == nxt and tracker.mode == SYNC \
+                and tracker._type is not None and not tracker._reading \
+                and size < tracker._body_left:
+            # RecordTracker.data's case: the middle of a record body (a new frame)
+            tracker._body_left -= size
+            tracker.pos = end
+            tracker._cur_frames.append(frame)
+            tracker._cur_ends.append(end)
+            tracker._last_time = time
+        elif tracker is not None:
+            for record in tracker.data(nxt, buf[start:start + size], frame, time):
+                conn._record(side, record)
+        else:
+            conn._consume(side, ((DATA, nxt, buf[start:start + size], frame, time),))
+        side.segments.append((frame, time, end))
+    if flags & ACK and ack != side.last_ack and peer.stream.base is not None:
+        side.last_ack = ack
+        events = peer.stream.acked(ack)
+        if events:
+            conn._consume(peer, events)
+    if size and flags & ACK and side.last_ack == ack and tracker is not None \
+            and tracker.mode == SYNC and tracker._type is not None and not tracker._reading \
+            and tracker._body_left > 0 and tracker.pos == stream.next and not stream.held:
+        return RUN
+    return True

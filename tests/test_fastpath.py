@@ -1,0 +1,176 @@
+"""The fused common path (pcap_tls_split/fastpath.py) against the steps taken one by one.
+
+Both ways must give the same report and the same records, field for field: on
+every classic pcap in samples/ and in the corpus, and on captures damaged at the
+frame level the way capturers and networks damage them (frames dropped,
+duplicated, swapped, cut by the snap length, VLAN-tagged, given other flags).
+"""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import captures
+from conftest import corpus_files
+from pcap_tls_split import analyze, capture as capture_mod, fastpath
+from pcap_tls_split.capture import open_capture
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+PCAP_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.pcap"))
+
+
+def run_both(path, monkeypatch):
+    """(report, records, frames taken through the steps) with the fused path, and
+    (report, records) with the steps alone."""
+    slow = []
+    decode = fastpath.decode
+
+    def counted(*args):
+        slow.append(1)
+        return decode(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(fastpath, "decode", counted)
+        rows = []
+        fused = analyze(str(path), all_connections=True, on_record=rows.append)
+    with monkeypatch.context() as m:
+        m.setattr(fastpath, "usable", lambda capture: False)
+        step_rows = []
+        steps = analyze(str(path), all_connections=True, on_record=step_rows.append)
+    return (fused, rows, len(slow)), (steps, step_rows)
+
+
+@pytest.mark.parametrize("name", PCAP_SAMPLES)
+def test_samples_same_both_ways(name, monkeypatch):
+    (fused, rows, slow), (steps, step_rows) = run_both(SAMPLES / name, monkeypatch)
+    assert fused == steps
+    assert rows == step_rows
+    packets = fused.inputs[0].packets
+    assert rows and packets
+    # the fused path did take the common case itself
+    assert slow < packets
+
+
+def test_most_packets_of_a_bulk_transfer_take_the_fused_path(monkeypatch):
+    # straddling-healthy: records of 16 KB over many segments
+    (fused, rows, slow), (steps, _) = run_both(SAMPLES / "straddling-healthy.pcap", monkeypatch)
+    assert fused == steps
+    assert slow < fused.inputs[0].packets / 2, (slow, fused.inputs[0].packets)
+
+
+def test_corpus_same_both_ways(corpus, monkeypatch):
+    checked = 0
+    for path in corpus_files():
+        with open_capture(str(path)) as capture:
+            if capture.format != "pcap":
+                continue
+        (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+        assert fused == steps, path
+        assert rows == step_rows, path
+        checked += 1
+    assert checked > 100
+
+
+# --------------------------------------------------------------- damaged captures
+
+def _vlan(data):
+    return data[:12] + b"\x81\x00\x00\x07" + data[12:]
+
+
+def _flags(data, flags):
+    if data[12:14] != b"\x08\x00" or len(data) < 15:
+        return data
+    at = 14 + (data[14] & 15) * 4 + 13
+    if at >= len(data):
+        return data
+    return data[:at] + bytes([flags]) + data[at + 1:]
+
+
+CHANGES = st.lists(st.tuples(
+    st.sampled_from(["drop", "duplicate", "swap", "snap", "vlan", "flags"]),
+    st.floats(0, 1, exclude_max=True),               # where, as a fraction of the frames
+    st.integers(0, 1 << 16)), max_size=8)            # how (a length, a flag choice...)
+
+
+def damage(frames, changes):
+    out = list(frames)
+    for what, where, how in changes:
+        i = int(where * len(out))
+        t, lt, data, orig = out[i]
+        if what == "drop" and len(out) > 1:
+            del out[i]
+        elif what == "duplicate":
+            out.insert(min(i + 1 + how % 3, len(out)), out[i])
+        elif what == "swap" and i + 1 < len(out):
+            out[i], out[i + 1] = out[i + 1], out[i]
+        elif what == "snap" and len(data) > 40:
+            out[i] = (t, lt, data[:14 + how % (len(data) - 14)], orig)
+        elif what == "vlan":
+            out[i] = (t, lt, _vlan(data), orig + 4)
+        elif what == "flags":
+            out[i] = (t, lt, _flags(data, (0x10, 0x18, 0x11, 0x14, 0x00)[how % 5]), orig)
+    # capture times stay in order (a swap exchanges the frames, not the times)
+    times = sorted(f[0] for f in out)
+    return [(t, lt, data, orig) for t, (_, lt, data, orig) in zip(times, out)]
+
+
+@pytest.mark.parametrize("name", ["field-bug-tls12.pcap", "straddling-healthy.pcap",
+                                  "split-header.pcap", "client-rst-mid-record.pcap"])
+def test_damaged_captures_same_both_ways(name, tmp_path, monkeypatch):
+    frames = captures.read_frames(SAMPLES / name)
+    path = tmp_path / "damaged.pcap"
+
+    @settings(max_examples=40, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(changes=CHANGES)
+    def check(changes):
+        captures.write_pcap(path, damage(frames, changes))
+        (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+        assert fused == steps
+        assert rows == step_rows
+
+    check()
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 1500, 4000])
+def test_reads_of_any_size_same_both_ways(chunk, monkeypatch):
+    """Records cut by the end of a read are completed from the next one."""
+    path = SAMPLES / "straddling-healthy.pcap"
+    (expected, expected_rows, _), _ = run_both(path, monkeypatch)
+    monkeypatch.setattr(capture_mod, "CHUNK", chunk)
+    (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+    assert fused == steps == expected
+    assert rows == step_rows == expected_rows
+
+
+@pytest.mark.parametrize("chunk", [None, 50])
+def test_a_capture_cut_short_same_both_ways(chunk, tmp_path, monkeypatch):
+    if chunk:
+        monkeypatch.setattr(capture_mod, "CHUNK", chunk)
+    data = (SAMPLES / "split-header.pcap").read_bytes()
+    path = tmp_path / "cut.pcap"
+    for cut in range(len(data) - 700, len(data), 37):
+        path.write_bytes(data[:cut])
+        (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+        assert fused == steps, cut
+        assert rows == step_rows, cut
+        assert fused.inputs[0].errors and "capture cut short" in fused.inputs[0].errors[0]
+
+
+def test_an_internal_error_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
+    from pcap_tls_split import connection
+    calls = []
+    record = connection.Connection._record
+
+    def failing(self, side, rec):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return record(self, side, rec)
+
+    monkeypatch.setattr(connection.Connection, "_record", failing)
+    report = analyze(str(SAMPLES / "straddling-healthy.pcap"), all_connections=True)
+    errors = report.inputs[0].errors
+    assert len(errors) == 1 and "internal error at frame" in errors[0] and "boom" in errors[0]
+    assert report.summary.tls_connections == 1 and len(calls) > 3
