@@ -14,7 +14,6 @@ from . import findings as findings_mod
 from . import tls
 from .capture import CaptureError, open_capture
 from .connection import IDLE_TIMEOUT, ConnectionTable
-from .frame import decode
 from .report import (CloseSummary, ConnectionReport, Correlation, InputReport, Quality, RecordRow,
                      RecordStats, Report, Summary, is_premature)
 
@@ -162,32 +161,14 @@ class _FileRun:
             idle_timeout=IDLE_TIMEOUT if self.options.get("idle_timeout") is None
             else self.options["idle_timeout"])
         packets = 0
-        frame_no = 0
         progress = self.progress
         with capture:
+            report = None if progress is None else \
+                (lambda: progress(self.path, capture.bytes_read, capture.size))
             try:
-                if fastpath.usable(capture):
-                    report = None if progress is None else \
-                        (lambda: progress(self.path, capture.bytes_read, capture.size))
-                    packets = fastpath.run(capture, table, self.errors, self.path, report)
-                else:
-                    place = table.segment
-                    for frame_no, time, linktype, data, orig_len in capture.frames():
-                        packets += 1
-                        if progress is not None and not packets & 0x3FFF:
-                            progress(self.path, capture.bytes_read, capture.size)
-                        segment = decode(linktype, data, orig_len)
-                        if segment is None:
-                            continue
-                        try:
-                            place(frame_no, time, segment)
-                        except Exception as exc:  # a bug: say so once, keep going
-                            if len(self.errors) < 5:
-                                self.errors.append(f"{self.path}: internal error at frame "
-                                                   f"{frame_no}: {type(exc).__name__}: {exc}")
-            except Exception as exc:
-                self.errors.append(f"{self.path}: reading stopped at frame {frame_no}: "
-                                   f"{type(exc).__name__}: {exc}")
+                packets = fastpath.run(capture, table, self.errors, self.path, report)
+            except Exception as exc:  # a bug: say so, keep what was found
+                self.errors.append(f"{self.path}: reading stopped: {type(exc).__name__}: {exc}")
             try:
                 table.finish()
             except Exception as exc:

@@ -5,9 +5,11 @@ sections of either byte order, several interfaces with their own link type,
 ``if_tsresol`` and ``if_tsoffset``; EPB, SPB and the obsolete Packet Block), plain
 or gzip-compressed (detected by its magic bytes, not its name), from a file or from
 standard input (``-``), streaming with large reads and bounded memory.
+``frames()`` yields each packet's bytes; ``batches()`` yields each read with
+where its packets lie in it, for a loop that does not copy them out.
 
 A capture that is cut short or corrupt in the middle never raises out of
-``frames()``: iteration stops, everything before the damage has been yielded, and
+``frames()`` or ``batches()``: iteration stops, everything before the damage has been yielded, and
 a one-line message naming the file is appended to ``Capture.errors``.  Only an
 input that cannot be read as a capture at all raises ``CaptureError`` from
 ``open_capture``.
@@ -177,7 +179,6 @@ class Capture:
         self._raw = raw
         self._buf = buf
         self._used = False
-        self.pcap_header = None          # set by pcap_blocks()
         self._warned_linktypes = set()
 
     # bytes taken from the file itself (compressed when gzip): comparable to `size`
@@ -206,6 +207,16 @@ class Capture:
     def frames(self):
         """Iterator of (frame_number, timestamp, linktype, data, orig_len), one per
         packet.  Damage stops it and is reported in `errors`; it never raises."""
+        for buf, packets in self.batches():
+            for start, incl, orig, time, n, linktype in packets:
+                yield n, time, linktype, buf[start:start + incl], orig
+
+    def batches(self):
+        """Iterator of (buf, packets): the packets of one read, without copying them
+        out of it.  ``packets`` is a list of (start, captured length, orig_len,
+        timestamp, frame_number, linktype): the packet's bytes are
+        ``buf[start:start + captured length]``.  Like ``frames()``, which it
+        underlies: damage stops it and is reported in `errors`; it never raises."""
         if self._used:
             if self.path == "-":
                 return iter(())          # standard input cannot be read twice
@@ -246,45 +257,48 @@ class Capture:
                         "its frames are skipped")
 
     # ---------------------------------------------------------------- pcap
-    def pcap_blocks(self):
-        """Classic pcap, for a caller that walks the packet records itself.
-
-        A generator: it sets ``pcap_header`` to ``(linktype, timestamp divisor,
-        record header unpack, record length limit)`` and yields ``(buf, pos)``: a
-        buffer and where its first unread record starts.  The caller walks the whole
-        records in it and sends back ``(pos, frames, incl)``: where it stopped (the
-        first record not wholly in buf), the frames walked so far, and that record's
-        length (-1 when buf does not hold its 16-byte header).  The next buffer
-        starts with that record.  It stops at the end of the capture or at damage,
-        reported in ``errors``.  Not to be mixed with ``frames()``."""
+    def _pcap(self):
         buf = self._buf
         self._buf = None
-        self._used = True
         stream = self._stream
         endian, div = PCAP_MAGICS[buf[:4]]
         snaplen, network = struct.unpack_from(endian + "II", buf, 16)
         lt = network & 0x03FFFFFF        # upper bits: FCS length information
         self._check_linktype(lt)
         limit = max(MAX_CAPLEN, min(snaplen, MAX_CAPLEN_HARD))
-        self.pcap_header = (lt, div, struct.Struct(endian + "IIII").unpack_from, limit)
+        unpack = struct.Struct(endian + "IIII").unpack_from
         pos = 24
         base = 0                         # stream offset of buf[0]
         n = 0
         rest = None                      # a read's bytes after the record taken from it
         try:
-            pos, n, incl = yield buf, pos
             while True:
+                end = len(buf)
+                packets = []
+                add = packets.append
+                while pos + 16 <= end:
+                    sec, frac, incl, orig = unpack(buf, pos)
+                    nxt = pos + 16 + incl
+                    if nxt > end or incl > limit:
+                        break
+                    n += 1
+                    add((pos + 16, incl, orig, sec + frac / div, n, lt))
+                    pos = nxt
+                else:
+                    incl = -1            # loop ended for want of a full header
+                if packets:
+                    yield buf, packets
                 if incl > limit:
                     self._cut(n + 1, base + pos,
                               f"record length {incl} is larger than the maximum of "
                               f"{limit} (corrupt record header)")
                     return
                 self.bytes_read = base + pos
-                left = len(buf) - pos
+                left = end - pos
                 if rest is not None and not left:
-                    # the record completed across two reads was walked: on with the
+                    # the record completed across two reads is done: on with the
                     # second read, not copied
-                    base += len(buf)
+                    base += end
                     buf, pos, rest = rest, rest_at, None
                     base -= pos
                 elif rest is None and left >= 16:
@@ -320,33 +334,10 @@ class Capture:
                                         f"{incl} bytes)")
                             self._cut(n + 1, base + pos, what)
                         return
-                pos, n, incl = yield buf, pos
         except Exception as e:           # never a traceback out of a reader
             self._stopped(e, n + 1, base + pos)
         finally:
             self.bytes_read = base + pos
-
-    def _pcap(self):
-        blocks = self.pcap_blocks()
-        buf, pos = next(blocks)
-        lt, div, unpack, limit = self.pcap_header
-        n = 0
-        while True:
-            end = len(buf)
-            while pos + 16 <= end:
-                sec, frac, incl, orig = unpack(buf, pos)
-                nxt = pos + 16 + incl
-                if nxt > end or incl > limit:
-                    break
-                n += 1
-                yield n, sec + frac / div, lt, buf[pos + 16:nxt], orig
-                pos = nxt
-            else:
-                incl = -1
-            try:
-                buf, pos = blocks.send((pos, n, incl))
-            except StopIteration:
-                return
 
     # ---------------------------------------------------------------- pcapng
     def _pcapng(self):
@@ -363,6 +354,8 @@ class Capture:
         try:
             while True:
                 end = len(buf)
+                packets = []
+                add = packets.append
                 if tl is not None:
                     # hot loop: well-formed blocks that are wholly in the buffer
                     while pos + 12 <= end:
@@ -378,8 +371,7 @@ class Capture:
                             blt, bdiv, boff, _ = ifaces[ifid]
                             n += 1
                             ts = ((hi << 32) | lo) / bdiv
-                            yield (n, ts + boff if boff else ts, blt,
-                                   buf[pos + 28:pos + 28 + incl], orig)
+                            add((pos + 28, incl, orig, ts + boff if boff else ts, n, blt))
                         elif btype == BT_SPB:
                             if not nif or blen < 16:
                                 break
@@ -389,7 +381,7 @@ class Capture:
                             if snap and incl > snap:
                                 incl = snap
                             n += 1
-                            yield n, 0.0, blt, buf[pos + 12:pos + 12 + incl], orig
+                            add((pos + 12, incl, orig, 0.0, n, blt))
                         elif btype == BT_PB:
                             ifid, _drops, hi, lo, incl, orig = pb(buf, pos + 8)
                             if ifid >= nif or incl > blen - 32:
@@ -397,8 +389,7 @@ class Capture:
                             blt, bdiv, boff, _ = ifaces[ifid]
                             n += 1
                             ts = ((hi << 32) | lo) / bdiv
-                            yield (n, ts + boff if boff else ts, blt,
-                                   buf[pos + 28:pos + 28 + incl], orig)
+                            add((pos + 28, incl, orig, ts + boff if boff else ts, n, blt))
                         elif btype == BT_IDB:
                             if blen < 20:
                                 break
@@ -407,6 +398,8 @@ class Capture:
                         elif btype in FRAME_ONLY_BLOCKS:
                             n += 1       # a frame for Wireshark, no packet for us
                         pos = nxt
+                if packets:
+                    yield buf, packets
                 # slow path: find out what stopped the hot loop
                 need = pos + 12
                 if need <= end:
@@ -481,7 +474,7 @@ class Capture:
                         size = need if need > 12 else "at least 12"
                         self._cut(n + 1, base, f"truncated block ({got} of {size} bytes)")
                     return
-        except Exception as e:           # never a traceback out of frames()
+        except Exception as e:           # never a traceback out of a reader
             self._stopped(e, n + 1, base + pos)
         finally:
             self.bytes_read = base + pos

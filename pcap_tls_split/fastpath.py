@@ -1,16 +1,17 @@
-"""The common case of the path, fused into one loop.
+"""Frames -> connections: the packet loop, with the common case fused into it.
 
-Most packets of a TLS capture are Ethernet/IPv4/TCP segments, in a classic pcap
-file, that continue a known connection in order: the next bytes of a side
-stream, in the middle of a record body, or a bare acknowledgment.  Taking the
-steps one by one for those (the capture's frame tuple, ``frame.decode``'s
-tuple, ``ConnectionTable.segment``, ``Connection.packet``,
-``SideStream.segment``, ``RecordTracker.data``) costs several times the work
-itself.  ``run`` walks the pcap records and, for exactly those packets, makes
-inline the state changes the steps would make; every other packet goes through
-the steps (``frame.decode``, then ``ConnectionTable.place``).  The steps stay the
-reference: tests/test_fastpath.py checks that both ways give the same records
-and reports, on every sample and corpus capture.
+Most packets of a TLS capture are Ethernet/IPv4 or IPv6/TCP segments that
+continue a known connection in order: the next bytes of a side stream, in the
+middle of a record body, or a bare acknowledgment.  Taking the steps one by one
+for those (a frame's bytes copied out, ``frame.decode``'s tuple,
+``ConnectionTable.segment``, ``Connection.packet``, ``SideStream.segment``,
+``RecordTracker.data``) costs several times the work itself.  ``run`` reads the
+capture's packets where they lie in each read (``Capture.batches``) and, for
+exactly those packets, makes inline the state changes the steps would make;
+every other packet goes through the steps (``frame.decode``, then
+``ConnectionTable.place``).  The steps stay the reference: tests/test_fastpath.py
+checks that both ways give the same records and reports, on every sample and
+corpus capture and on damaged ones.
 """
 
 import struct
@@ -24,30 +25,27 @@ from .records import SYNC
 # version/IHL, total length, fragment field, protocol, (addresses and ports
 # skipped), sequence, acknowledgment, data offset, flags.
 _ETH_IP4_TCP = struct.Struct(">HBxH2xHxB2x12xIIBB").unpack_from
+# The same for IPv6 without extension headers, from the IPv6 header on: version
+# (top 4 bits), payload length, next header, sequence, acknowledgment, data
+# offset, flags.
+_ETH_IP6_TCP = struct.Struct(">IHBx32x4xIIBB").unpack_from
+_PORTS_WINDOW = struct.Struct(">HH10xH").unpack_from
 ETHERNET = 1
 RUN = 2     # _continue: done, and the side may go on as a run
-
-
-def usable(capture):
-    """Whether ``run`` can read this capture (classic pcap, not yet read)."""
-    return capture.format == "pcap" and not capture._used
+PROGRESS_EVERY = 16384
 
 
 def run(capture, table, errors, name, progress=None):
-    """Feed every frame of a classic pcap ``capture`` to ``table``; returns the
-    number of frames.  An exception while placing a packet is a bug: it goes to
-    ``errors`` (the first five, naming the input ``name``) and the run goes on.
-    ``progress()`` is called every 16384 frames.
+    """Feed every frame of ``capture`` to ``table``; returns the number of frames.
+    An exception while placing a packet is a bug: it goes to ``errors`` (the first
+    five, naming the input ``name``) and the run goes on.  ``progress()`` is
+    called about every 16384 frames.
 
     Within the common case there is a commoner one: a run of segments of one
     side, each the next bytes of the stream and inside the same record body.  For
     such a run the state that changes (offsets, the body left, the time) is held
     in local variables and written back to the side's objects when the run ends,
     before anything else can look at them."""
-    blocks = capture.pcap_blocks()
-    buf, pos = next(blocks)
-    linktype, div, unpack, limit = capture.pcap_header
-    ethernet = linktype == ETHERNET
     wire = table.by_wire
     place = table.place
     countdown, swept = table._countdown, table._swept   # ConnectionTable.tick's, kept here
@@ -57,49 +55,51 @@ def run(capture, table, errors, name, progress=None):
     h_time = 0.0
     frames_append = ends_append = segments_append = None
     n = 0
-    while True:
-        end = len(buf)
-        while pos + 16 <= end:
-            sec, frac, incl, orig = unpack(buf, pos)
-            nxt = pos + 16 + incl
-            if nxt > end or incl > limit:
-                break
-            n += 1
-            time = sec + frac / div
-            p = pos + 16
-            pos = nxt
-            if progress is not None and not n & 0x3FFF:
-                progress()
+    report_at = PROGRESS_EVERY
+    for buf, packets in capture.batches():
+        for p, incl, orig, time, n, linktype in packets:
             try:
                 key = None
-                if ethernet and incl >= 54:
+                if linktype == ETHERNET and incl >= 54:
                     et, vhl, tot, frag, proto, seq, ack, offx, flags = _ETH_IP4_TCP(buf, p + 12)
-                    if et == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF \
-                            and 40 <= tot and 14 + tot <= incl and not flags & 7:
-                        ps = 34 + ((offx >> 4) << 2)   # payload start, in the frame
-                        size = 14 + tot - ps
-                        if ps >= 54 and size >= 0:
-                            key = buf[p + 26:p + 38]
-                            if size and key == hot and seq == h_seq and size < h_left \
-                                    and ack == h_ack and flags & ACK and countdown > 1 \
-                                    and time - swept <= SWEEP_SECONDS:
-                                # the run goes on (and no sweep is due)
-                                countdown -= 1
-                                h_left -= size
-                                h_next += size
-                                h_seq = (h_seq + size) & MASK
-                                h_count += 1
-                                h_time = time
-                                frames_append(n)
-                                ends_append(h_next)
-                                segments_append((n, time, h_next))
-                                continue
+                    if et == 0x0800:
+                        if vhl == 0x45 and proto == 6 and not frag & 0x3FFF and 40 <= tot \
+                                and 14 + tot <= incl and not flags & 7:
+                            ps = 34 + ((offx >> 4) << 2)   # payload start, in the frame
+                            size = 14 + tot - ps
+                            if ps >= 54 and size >= 0:
+                                key = buf[p + 26:p + 38]
+                                tcp = p + 34
+                    elif et == 0x86DD and incl >= 74:
+                        vfl, plen, nh, seq, ack, offx, flags = _ETH_IP6_TCP(buf, p + 14)
+                        if vfl >> 28 == 6 and nh == 6 and 20 <= plen and 54 + plen <= incl \
+                                and not flags & 7:
+                            ps = 54 + ((offx >> 4) << 2)
+                            size = 54 + plen - ps
+                            if ps >= 74 and size >= 0:
+                                key = buf[p + 22:p + 58]
+                                tcp = p + 54
+                    if key is not None:
+                        if size and key == hot and seq == h_seq and size < h_left \
+                                and ack == h_ack and flags & ACK and countdown > 1 \
+                                and time - swept <= SWEEP_SECONDS:
+                            # the run goes on (and no sweep is due)
+                            countdown -= 1
+                            h_left -= size
+                            h_next += size
+                            h_seq = (h_seq + size) & MASK
+                            h_count += 1
+                            h_time = time
+                            frames_append(n)
+                            ends_append(h_next)
+                            segments_append((n, time, h_next))
+                            continue
                 if hot is not None:
                     _flush(hot_entry, h_next, h_left, h_time, h_count)
                     hot = None
                 segment = None
                 if key is None:
-                    segment = decode(linktype, buf[p:nxt], orig)
+                    segment = decode(linktype, buf[p:p + incl], orig)
                     if segment is None:
                         continue
                 # ConnectionTable.tick
@@ -128,19 +128,20 @@ def run(capture, table, errors, name, progress=None):
                                 ends_append = tracker._cur_ends.append
                                 segments_append = side.segments.append
                             continue
-                    segment = decode(linktype, buf[p:nxt], orig)
+                    # frame.decode's tuple, from what is decoded already
+                    half = len(key) - 4 >> 1
+                    sport, dport, window = _PORTS_WINDOW(buf, tcp)
+                    segment = (key[:half], key[half:-4], sport, dport, seq, ack, flags, window,
+                               buf[p + ps:p + ps + size], 0)
                 place(n, time, segment)
             except Exception as exc:  # a bug: say so, keep going
                 hot = None
                 if len(errors) < 5:
                     errors.append(f"{name}: internal error at frame {n}: "
                                   f"{type(exc).__name__}: {exc}")
-        else:
-            incl = -1
-        try:
-            buf, pos = blocks.send((pos, n, incl))
-        except StopIteration:
-            break
+        if progress is not None and n >= report_at:
+            report_at = n + PROGRESS_EVERY
+            progress()
     if hot is not None:
         _flush(hot_entry, h_next, h_left, h_time, h_count)
     table._countdown, table._swept = countdown, swept

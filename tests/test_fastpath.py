@@ -1,7 +1,7 @@
 """The fused common path (pcap_tls_split/fastpath.py) against the steps taken one by one.
 
 Both ways must give the same report and the same records, field for field: on
-every classic pcap in samples/ and in the corpus, and on captures damaged at the
+every capture in samples/ and in the corpus, and on captures damaged at the
 frame level the way capturers and networks damage them (frames dropped,
 duplicated, swapped, cut by the snap length, VLAN-tagged, given other flags).
 """
@@ -15,16 +15,26 @@ import captures
 from conftest import corpus_files
 from pcap_tls_split import analyze, capture as capture_mod, fastpath
 from pcap_tls_split.capture import open_capture
+from pcap_tls_split.frame import decode
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-PCAP_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.pcap"))
+CAPTURES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+def steps(capture, table, errors, name, progress=None):
+    """What fastpath.run does, one step at a time: frame, segment, connection."""
+    n = 0
+    for n, time, linktype, data, orig_len in capture.frames():
+        segment = decode(linktype, data, orig_len)
+        if segment is not None:
+            table.segment(n, time, segment)
+    return n
 
 
 def run_both(path, monkeypatch):
     """(report, records, frames taken through the steps) with the fused path, and
     (report, records) with the steps alone."""
     slow = []
-    decode = fastpath.decode
 
     def counted(*args):
         slow.append(1)
@@ -35,13 +45,13 @@ def run_both(path, monkeypatch):
         rows = []
         fused = analyze(str(path), all_connections=True, on_record=rows.append)
     with monkeypatch.context() as m:
-        m.setattr(fastpath, "usable", lambda capture: False)
+        m.setattr(fastpath, "run", steps)
         step_rows = []
-        steps = analyze(str(path), all_connections=True, on_record=step_rows.append)
-    return (fused, rows, len(slow)), (steps, step_rows)
+        by_steps = analyze(str(path), all_connections=True, on_record=step_rows.append)
+    return (fused, rows, len(slow)), (by_steps, step_rows)
 
 
-@pytest.mark.parametrize("name", PCAP_SAMPLES)
+@pytest.mark.parametrize("name", CAPTURES)
 def test_samples_same_both_ways(name, monkeypatch):
     (fused, rows, slow), (steps, step_rows) = run_both(SAMPLES / name, monkeypatch)
     assert fused == steps
@@ -62,14 +72,11 @@ def test_most_packets_of_a_bulk_transfer_take_the_fused_path(monkeypatch):
 def test_corpus_same_both_ways(corpus, monkeypatch):
     checked = 0
     for path in corpus_files():
-        with open_capture(str(path)) as capture:
-            if capture.format != "pcap":
-                continue
         (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
         assert fused == steps, path
         assert rows == step_rows, path
         checked += 1
-    assert checked > 100
+    assert checked > 150
 
 
 # --------------------------------------------------------------- damaged captures
@@ -174,3 +181,24 @@ def test_an_internal_error_is_reported_and_the_run_goes_on(tmp_path, monkeypatch
     errors = report.inputs[0].errors
     assert len(errors) == 1 and "internal error at frame" in errors[0] and "boom" in errors[0]
     assert report.summary.tls_connections == 1 and len(calls) > 3
+
+
+@pytest.mark.parametrize("name", ["field-bug-70-tries.pcap", "clean-tls12-v6.pcapng"])
+def test_segments_handed_on_are_frame_decodes(name, monkeypatch):
+    """A packet the fused path hands to the steps carries frame.decode's tuple."""
+    from pcap_tls_split.connection import ConnectionTable
+    path = str(SAMPLES / name)
+    with open_capture(path) as capture:
+        decoded = {n: decode(lt, data, orig) for n, _, lt, data, orig in capture.frames()}
+    placed = []
+    place = ConnectionTable.place
+
+    def checked(self, frame, time, segment):
+        placed.append((frame, segment))
+        return place(self, frame, time, segment)
+
+    monkeypatch.setattr(ConnectionTable, "place", checked)
+    analyze(path)
+    assert len(placed) >= 4   # at least the SYNs and FINs
+    for frame, segment in placed:
+        assert segment == decoded[frame], frame
