@@ -81,7 +81,7 @@ def run(capture, table, errors, name, progress=None):
                                 tcp = p + 54
                     if key is not None:
                         if size and key == hot and seq == h_seq and size < h_left \
-                                and ack == h_ack and flags & ACK and countdown > 1 \
+                                and ack == h_ack and countdown > 1 \
                                 and time - swept <= SWEEP_SECONDS:
                             # the run goes on (and no sweep is due)
                             countdown -= 1
