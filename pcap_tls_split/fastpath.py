@@ -16,7 +16,7 @@ corpus capture and on damaged ones.
 
 import struct
 
-from .connection import SWEEP_EVERY, SWEEP_SECONDS
+from .connection import SWEEP_SECONDS
 from .frame import decode
 from .reassembly import ACK, DATA, MASK
 from .records import SYNC
@@ -48,11 +48,12 @@ def run(capture, table, errors, name, progress=None):
     before anything else can look at them."""
     wire = table.by_wire
     place = table.place
-    countdown, swept = table._countdown, table._swept   # ConnectionTable.tick's, kept here
-    # the run in progress: the wire key of its side (None: no run), and its state
+    tick = table.tick
+    # the run in progress: the wire key of its side (None: no run), and its state,
+    # with the table's countdown to its next sweep and the time of its last one
     hot = hot_entry = None
-    h_next = h_seq = h_left = h_ack = h_count = 0
-    h_time = 0.0
+    h_next = h_seq = h_left = h_ack = h_count = h_countdown = 0
+    h_time = h_swept = 0.0
     frames_append = ends_append = segments_append = None
     n = 0
     report_at = PROGRESS_EVERY
@@ -81,10 +82,10 @@ def run(capture, table, errors, name, progress=None):
                                 tcp = p + 54
                     if key is not None:
                         if size and key == hot and seq == h_seq and size < h_left \
-                                and ack == h_ack and countdown > 1 \
-                                and time - swept <= SWEEP_SECONDS:
+                                and ack == h_ack and h_countdown > 1 \
+                                and time - h_swept <= SWEEP_SECONDS:
                             # the run goes on (and no sweep is due)
-                            countdown -= 1
+                            h_countdown -= 1
                             h_left -= size
                             h_next += size
                             h_seq = (h_seq + size) & MASK
@@ -95,20 +96,14 @@ def run(capture, table, errors, name, progress=None):
                             segments_append((n, time, h_next))
                             continue
                 if hot is not None:
-                    _flush(hot_entry, h_next, h_left, h_time, h_count)
+                    _flush(table, hot_entry, h_next, h_left, h_time, h_count, h_countdown)
                     hot = None
                 segment = None
                 if key is None:
                     segment = decode(linktype, buf[p:p + incl], orig)
                     if segment is None:
                         continue
-                # ConnectionTable.tick
-                table.now = time
-                countdown -= 1
-                if not countdown or time - swept > SWEEP_SECONDS:
-                    countdown = SWEEP_EVERY
-                    swept = time
-                    table.sweep()
+                tick(time)
                 if key is not None:
                     entry = wire.get(key)
                     if entry is not None:
@@ -124,6 +119,7 @@ def run(capture, table, errors, name, progress=None):
                                 h_ack = ack
                                 h_count = 0
                                 h_time = time
+                                h_countdown, h_swept = table._countdown, table._swept
                                 frames_append = tracker._cur_frames.append
                                 ends_append = tracker._cur_ends.append
                                 segments_append = side.segments.append
@@ -143,13 +139,14 @@ def run(capture, table, errors, name, progress=None):
             report_at = n + PROGRESS_EVERY
             progress()
     if hot is not None:
-        _flush(hot_entry, h_next, h_left, h_time, h_count)
-    table._countdown, table._swept = countdown, swept
+        _flush(table, hot_entry, h_next, h_left, h_time, h_count, h_countdown)
     return n
 
 
-def _flush(entry, nxt, left, time, count):
-    """A run ends: its state back to the side's objects."""
+def _flush(table, entry, nxt, left, time, count, countdown):
+    """A run ends: its state back to the table and the side's objects."""
+    table.now = time
+    table._countdown = countdown
     conn, side, _ = entry
     stream, tracker = side.stream, side.tracker
     stream.next = stream.last_end = tracker.pos = nxt

@@ -31,7 +31,7 @@ def steps(capture, table, errors, name, progress=None):
     return n
 
 
-def run_both(path, monkeypatch):
+def run_both(path, monkeypatch, **options):
     """(report, records, frames taken through the steps) with the fused path, and
     (report, records) with the steps alone."""
     slow = []
@@ -43,11 +43,12 @@ def run_both(path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(fastpath, "decode", counted)
         rows = []
-        fused = analyze(str(path), all_connections=True, on_record=rows.append)
+        fused = analyze(str(path), all_connections=True, on_record=rows.append, **options)
     with monkeypatch.context() as m:
         m.setattr(fastpath, "run", steps)
         step_rows = []
-        by_steps = analyze(str(path), all_connections=True, on_record=step_rows.append)
+        by_steps = analyze(str(path), all_connections=True, on_record=step_rows.append,
+                           **options)
     return (fused, rows, len(slow)), (by_steps, step_rows)
 
 
@@ -67,6 +68,24 @@ def test_most_packets_of_a_bulk_transfer_take_the_fused_path(monkeypatch):
     (fused, rows, slow), (steps, _) = run_both(SAMPLES / "straddling-healthy.pcap", monkeypatch)
     assert fused == steps
     assert slow < fused.inputs[0].packets / 2, (slow, fused.inputs[0].packets)
+
+
+@pytest.mark.parametrize("every, seconds", [(1, 1.0), (2, 1.0), (7, 1.0), (100000, 0.002)])
+def test_sweeps_and_idle_timeouts_same_both_ways(every, seconds, monkeypatch):
+    """Connections ended by sweeps (every so many packets, or so much capture time)
+    in the middle of runs of segments."""
+    from pcap_tls_split import connection
+    monkeypatch.setattr(connection, "SWEEP_EVERY", every)
+    monkeypatch.setattr(connection, "SWEEP_SECONDS", seconds)
+    monkeypatch.setattr(fastpath, "SWEEP_SECONDS", seconds)
+    for name, idle in (("field-bug-70-tries.pcap", 0.05), ("straddling-healthy.pcap", 0.001)):
+        (fused, rows, _), (steps, step_rows) = run_both(SAMPLES / name, monkeypatch,
+                                                         idle_timeout=idle)
+        assert fused == steps, name
+        assert rows == step_rows, name
+        if name.startswith("straddling"):
+            # its one connection went idle between segments and came back
+            assert len(fused.connections) > fused.summary.connections
 
 
 def test_corpus_same_both_ways(corpus, monkeypatch):
