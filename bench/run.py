@@ -5,8 +5,9 @@
 
 Whole processes, alternating, several runs; prints each one's median wall time,
 its ratio to ours and its peak memory (the child's maximum resident set size,
-from wait4). Also: ours through standard input, and ours on the capture doubled
-(the same traffic twice, later in time), to show that memory stays flat.
+from wait4). Also: ours through standard input, ours on the capture doubled
+(the same traffic twice, later in time), to show that memory stays flat, and
+ours on the same capture written as pcapng.
 """
 
 import argparse
@@ -49,11 +50,22 @@ def measure(cmd, stdin_path=None):
     return wall, usage.ru_maxrss / 1024
 
 
-def double(path, out):
-    """The capture with its packets repeated once more, shifted in time and port."""
+def _captures():
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     sys.path.insert(0, ROOT)
     import captures  # the test suite's capture writers
+    return captures
+
+
+def as_pcapng(path, out):
+    """The same capture written as pcapng (what dumpcap and Wireshark write)."""
+    captures = _captures()
+    captures.write_pcapng(out, captures.read_frames(path), tsresol=6)
+
+
+def double(path, out):
+    """The capture with its packets repeated once more, shifted in time and port."""
+    captures = _captures()
     import struct
     frames = captures.read_frames(path)
     shift = frames[-1][0] - frames[0][0] + 1
@@ -75,9 +87,13 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--port", type=int, default=9443, help="TLS port for tshark's decode-as")
     parser.add_argument("--double", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--pcapng", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.double:
         double(*args.double)
+        return
+    if args.pcapng:
+        as_pcapng(*args.pcapng)
         return
     if not os.path.exists(args.capture):
         subprocess.run([sys.executable, os.path.join(HERE, "make_capture.py"), "--out", args.capture],
@@ -96,12 +112,17 @@ def main():
         contenders["tshark TLS record lengths"] = (
             ["tshark", "-n", "-r", args.capture, "-d", f"tcp.port=={args.port},tls",
              "-T", "fields", "-e", "tls.record.length"], None)
+    # made in a child: a forked child's peak RSS counts its parent's memory at fork
     doubled = args.capture + ".double.pcap"
     if not os.path.exists(doubled):
-        # in a child: a forked child's peak RSS counts its parent's memory at fork
         subprocess.run([sys.executable, os.path.abspath(__file__), "--double", args.capture, doubled],
                        check=True)
     contenders["pcap-tls-split analyze, capture doubled"] = (ours + [doubled], None)
+    pcapng = args.capture + ".pcapng"
+    if not os.path.exists(pcapng):
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--pcapng", args.capture, pcapng],
+                       check=True)
+    contenders["pcap-tls-split analyze, capture as pcapng"] = (ours + [pcapng], None)
 
     results = {name: [] for name in contenders}
     for _ in range(args.runs):
