@@ -293,11 +293,18 @@ def _close_vs_peer_records(view, closer, peer):
             and peer.close.frame > close.frame:
         last_answer = view.conn.last_application_data(peer)
         answered = last_answer is not None and last_answer.last_frame > last_request.last_frame
+        peer_alert = view.alert_before(peer, peer.close.frame)
+        if peer_alert is not None and last_answer is not None \
+                and peer_alert.first_frame < last_answer.last_frame:
+            peer_alert = None             # an alert before its last data closed nothing
+        if answered and peer_alert is not None:
+            return []  # it answered, then closed the TLS session itself: it had finished
         alert = view.alert_before(closer, close.frame)
         confidence, why = view.confidence(closer, peer)
         evidence = {"reaction_time": reaction, "close": reaction_kind,
                     "alert_first": alert is not None,
                     "peer_answered": answered,
+                    "peer_alert_first": peer_alert is not None,
                     "peer_rst_frame": peer.close.frame}
         if why:
             evidence["confidence_reason"] = why
