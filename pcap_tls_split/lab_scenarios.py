@@ -446,6 +446,16 @@ def check_abandoned_handshake(c, v13):
     need(not closes(c, "client", "R") and not closes(c, "server", "R"), "no RST")
 
 
+@single
+def check_clean_then_reset(c, v13):
+    cl, sv = c.client, c.server
+    need(c.first_closer == "client" and cl.close["kind"] == "fin", "client closes first with FIN")
+    need(not c.reach["pending"], "nothing pending")
+    need(is_alert_record(cl.records[-1], v13) and is_alert_record(sv.records[-1], v13),
+         "close_notify both ways")
+    need(sv.close and sv.close["kind"] == "rst", "the server answers the FIN with RST")
+
+
 def check_closes_no_alert(reset):
     @single
     def check(c, v13):
@@ -767,6 +777,21 @@ scenario("client-resets-after-response", "the client reads the whole response an
                  "Nothing was pending and the server cannot answer a RST: abortive_close and "
                  "no_close_notify only."),
          signature="abortive_close")
+
+scenario("server-resets-after-clean-close", "a whole response; the client closes cleanly (close_notify, "
+         "FIN), the server answers with its close_notify and then RST instead of FIN",
+         "1.2", lambda: [(plan_server(ServerPlan(status="200", on_peer_fin="rst")), cli_healthy())],
+         check_clean_then_reset,
+         E([F("abortive_close", "server", "low")],
+           [N("close_before_peer_finished", "client"), N("close_before_pending_records", "client"),
+            N("reset_on_data_after_close", "server"), N("reset_on_data_after_close", "client"),
+            N("no_close_notify", "client"), N("no_close_notify", "server")],
+           ceiling="low",
+           notes="TLS 1.2. The client reads the whole response and closes cleanly: close_notify, "
+                 "FIN. The server answers with its own close_notify, then aborts (RST) instead of "
+                 "sending FIN, as some servers answer every close. It had answered and closed the TLS "
+                 "session itself: it had finished, so no close_before_peer_finished; its RST answers "
+                 "a FIN, not data, so abortive_close (low) only."))
 
 scenario("client-resets-on-boundary", "head record, 300 ms, body record; the client, idle 100 ms after the "
          "head, resets (RST): the body is never sent",

@@ -3,7 +3,7 @@
 
 Each sample is one scenario of ``pcap-tls-split lab`` (pcap_tls_split/lab_scenarios.py)
 captured on loopback, i.e. what ``pcap-tls-split lab run SCENARIO`` does, with a
-fixed server port per sample (8401-8423) and the file names the test suite
+fixed server port per sample (8401-8424) and the file names the test suite
 knows. The lab checks every capture against its scenario (re-capturing up to 3
 times when timing on a busy machine spoiled it), and this script then rewrites
 ``expected.json`` from the scenarios' expected verdicts plus the measured layout.
@@ -56,6 +56,7 @@ SAMPLES = [
     ("fast-close-client-stops-at-fin.pcap", "fast-close-client-stops-at-fin", 8421, {}),
     ("capture-ends-inside-record.pcap", "capture-ends-inside-record", 8422, {}),
     ("field-bug-70-tries.pcap", "field-bug-70-tries", 8423, {}),
+    ("server-resets-after-clean-close.pcap", "server-resets-after-clean-close", 8424, {}),
 ]
 OPTION_FLAGS = {"ipv6": "--ipv6", "pcapng": "--pcapng", "nano": "--nanosecond"}
 
