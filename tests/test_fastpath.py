@@ -3,7 +3,8 @@
 Both ways must give the same report and the same records, field for field: on
 every capture in samples/ and in the corpus, and on captures damaged at the
 frame level the way capturers and networks damage them (frames dropped,
-duplicated, swapped, cut by the snap length, VLAN-tagged, given other flags).
+duplicated, swapped, cut by the snap length, VLAN-tagged, given other flags,
+with a header byte changed).
 """
 
 from pathlib import Path
@@ -114,7 +115,7 @@ def _flags(data, flags):
 
 
 CHANGES = st.lists(st.tuples(
-    st.sampled_from(["drop", "duplicate", "swap", "snap", "vlan", "flags"]),
+    st.sampled_from(["drop", "duplicate", "swap", "snap", "vlan", "flags", "flip"]),
     st.floats(0, 1, exclude_max=True),               # where, as a fraction of the frames
     st.integers(0, 1 << 16)), max_size=8)            # how (a length, a flag choice...)
 
@@ -136,6 +137,10 @@ def damage(frames, changes):
             out[i] = (t, lt, _vlan(data), orig + 4)
         elif what == "flags":
             out[i] = (t, lt, _flags(data, (0x10, 0x18, 0x11, 0x14, 0x00)[how % 5]), orig)
+        elif what == "flip" and len(data) > 14:
+            # a byte of the headers changed: version, lengths, protocol, offsets...
+            at = 12 + how % (min(len(data), 80) - 12)
+            out[i] = (t, lt, data[:at] + bytes([how >> 8 & 0xFF]) + data[at + 1:], orig)
     # capture times stay in order (a swap exchanges the frames, not the times)
     times = sorted(f[0] for f in out)
     return [(t, lt, data, orig) for t, (_, lt, data, orig) in zip(times, out)]
