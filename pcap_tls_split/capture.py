@@ -9,10 +9,10 @@ standard input (``-``), streaming with large reads and bounded memory.
 where its packets lie in it, for a loop that does not copy them out.
 
 A capture that is cut short or corrupt in the middle never raises out of
-``frames()`` or ``batches()``: iteration stops, everything before the damage has been yielded, and
-a one-line message naming the file is appended to ``Capture.errors``.  Only an
-input that cannot be read as a capture at all raises ``CaptureError`` from
-``open_capture``.
+``frames()`` or ``batches()``: iteration stops, everything before the damage has
+been yielded, and a one-line message naming the file is appended to
+``Capture.errors``.  Only an input that cannot be read as a capture at all raises
+``CaptureError`` from ``open_capture``.
 """
 import os
 import stat
