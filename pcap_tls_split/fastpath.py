@@ -1,7 +1,8 @@
 """Frames -> connections: the packet loop, with the common case fused into it.
 
-Most packets of a TLS capture are Ethernet/IPv4 or IPv6/TCP segments that
-continue a known connection in order: the next bytes of a side stream, in the
+Most packets of a TLS capture are TCP segments over IPv4 or IPv6 over Ethernet
+(or Linux cooked, as ``tcpdump -i any`` writes) that continue a known connection
+in order: the next bytes of a side stream, in the
 middle of a record body, or a bare acknowledgment.  Taking the steps one by one
 for those (a frame's bytes copied out, ``frame.decode``'s tuple,
 ``ConnectionTable.segment``, ``Connection.packet``, ``SideStream.segment``,
@@ -21,16 +22,20 @@ from .frame import decode
 from .reassembly import ACK, DATA, MASK
 from .records import SYNC
 
-# From the ethertype to the TCP flags, for Ethernet + IPv4 + TCP: ethertype,
-# version/IHL, total length, fragment field, protocol, (addresses and ports
-# skipped), sequence, acknowledgment, data offset, flags.
-_ETH_IP4_TCP = struct.Struct(">HBxH2xHxB2x12xIIBB").unpack_from
+# The link layers whose header is a fixed length with the ethertype in it:
+# Ethernet (no VLAN tag), Linux cooked v1 and v2 (tcpdump -i any).
+LINK_HEADERS = {1: 14, 113: 16, 276: 20}
+SLL2_HEADER = 20          # v2: its ethertype is at the start, not just before IP
+# From 2 bytes before the IPv4 header (the ethertype, for Ethernet and Linux
+# cooked v1) to the TCP flags: ethertype, version/IHL, total length, fragment
+# field, protocol, (addresses and ports skipped), sequence, acknowledgment, data
+# offset, flags.
+_IP4_TCP = struct.Struct(">HBxH2xHxB2x12xIIBB").unpack_from
 # The same for IPv6 without extension headers, from the IPv6 header on: version
 # (top 4 bits), payload length, next header, sequence, acknowledgment, data
 # offset, flags.
-_ETH_IP6_TCP = struct.Struct(">IHBx32x4xIIBB").unpack_from
+_IP6_TCP = struct.Struct(">IHBx32x4xIIBB").unpack_from
 _PORTS_WINDOW = struct.Struct(">HH10xH").unpack_from
-ETHERNET = 1
 RUN = 2     # _continue: done, and the side may go on as a run
 PROGRESS_EVERY = 16384
 
@@ -57,30 +62,41 @@ def run(capture, table, errors, name, progress=None):
     frames_append = ends_append = segments_append = None
     n = 0
     report_at = PROGRESS_EVERY
+    known = link = None       # the last link type seen, and its header length
+    ip4_least = ip6_least = 0
+    ethertype_first = False
     for buf, packets in capture.batches():
         for p, incl, orig, time, n, linktype in packets:
             try:
                 key = None
-                if linktype == ETHERNET and incl >= 54:
-                    et, vhl, tot, frag, proto, seq, ack, offx, flags = _ETH_IP4_TCP(buf, p + 12)
+                if linktype != known:
+                    known, link = linktype, LINK_HEADERS.get(linktype)
+                    if link is not None:   # where the IP and TCP headers end, at least
+                        ip4_least, ip6_least = link + 40, link + 60
+                        ethertype_first = link == SLL2_HEADER
+                if link is not None and incl >= ip4_least:
+                    q = p + link                       # the IP header
+                    et, vhl, tot, frag, proto, seq, ack, offx, flags = _IP4_TCP(buf, q - 2)
+                    if ethertype_first:
+                        et = (buf[p] << 8) | buf[p + 1]
                     if et == 0x0800:
                         if vhl == 0x45 and proto == 6 and not frag & 0x3FFF and 40 <= tot \
-                                and 14 + tot <= incl and not flags & 7:
-                            ps = 34 + ((offx >> 4) << 2)   # payload start, in the frame
-                            size = 14 + tot - ps
-                            if ps >= 54 and size >= 0:
-                                key = buf[p + 26:p + 38]
-                                tcp = p + 34
-                    elif et == 0x86DD and incl >= 74:
-                        vfl, plen, nh, seq, ack, offx, flags = _ETH_IP6_TCP(buf, p + 14)
-                        if vfl >> 28 == 6 and nh == 6 and 20 <= plen and 54 + plen <= incl \
+                                and link + tot <= incl and not flags & 7:
+                            ps = link + 20 + ((offx >> 4) << 2)   # payload start, in the frame
+                            size = link + tot - ps
+                            if ps >= ip4_least and size >= 0:
+                                key = buf[q + 12:q + 24]
+                                tcp = q + 20
+                    elif et == 0x86DD and incl >= ip6_least:
+                        vfl, plen, nh, seq, ack, offx, flags = _IP6_TCP(buf, q)
+                        if vfl >> 28 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl \
                                 and not flags & 7:
-                            ps = 54 + ((offx >> 4) << 2)
-                            size = 54 + plen - ps
-                            if ps >= 74 and size >= 0:
-                                key = buf[p + 22:p + 58]
-                                tcp = p + 54
-                    if key is not None:
+                            ps = ip4_least + ((offx >> 4) << 2)
+                            size = ip4_least + plen - ps
+                            if ps >= ip6_least and size >= 0:
+                                key = buf[q + 8:q + 44]
+                                tcp = q + 40
+                if key is not None:
                         if size and key == hot and seq == h_seq and size < h_left \
                                 and ack == h_ack and h_countdown > 1 \
                                 and time - h_swept <= SWEEP_SECONDS:

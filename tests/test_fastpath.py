@@ -64,6 +64,18 @@ def test_samples_same_both_ways(name, monkeypatch):
     assert slow < packets
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_linux_cooked_captures_same_both_ways(version, tmp_path, monkeypatch):
+    """tcpdump -i any writes Linux cooked headers: the fused path reads them too."""
+    path = tmp_path / "cooked.pcap"
+    frames = captures.read_frames(SAMPLES / "straddling-healthy.pcap")
+    captures.write_pcap(path, captures.as_linux_cooked(frames, version))
+    (fused, rows, slow), (steps, step_rows) = run_both(path, monkeypatch)
+    assert fused == steps and rows == step_rows
+    assert len(rows) > 90
+    assert slow < fused.inputs[0].packets / 2, (slow, fused.inputs[0].packets)
+
+
 def test_most_packets_of_a_bulk_transfer_take_the_fused_path(monkeypatch):
     # straddling-healthy: records of 16 KB over many segments
     (fused, rows, slow), (steps, _) = run_both(SAMPLES / "straddling-healthy.pcap", monkeypatch)
