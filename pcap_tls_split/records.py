@@ -34,7 +34,7 @@ and alert records (parsed as they arrive) and, while resynchronising, one
 record's worth of chunks are ever held.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import tls
 
@@ -48,9 +48,9 @@ SEEK_LIMIT = 1 << 16
 SEEK_TAIL = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One TLS record of a side stream, placed against the segments that carried it."""
+class Record(NamedTuple):
+    """One TLS record of a side stream, placed against the segments that carried it
+    (immutable: a named tuple, cheap to make, one per record)."""
 
     index: int
     """Position among this side's records, from 0."""
@@ -514,11 +514,12 @@ class RecordTracker:
         alert = None
         if self._alert_bytes is not None and len(self._alert_bytes) == 2:
             alert = (self._alert_bytes[0], self._alert_bytes[1])
-        # Record's fields, in order; coalesced is settled when the next record starts
+        # Record's fields, all of them, in order; coalesced is settled when the next
+        # record starts
         self._held = [self.count, self._start, self._type, self._version, self._length,
                       tuple(self._cur_frames), tuple(self._cur_ends), self._hdr_frames,
                       self._first_time, self._last_time, self._coalesced_prev, self._missing,
-                      tuple(self._messages), alert]
+                      tuple(self._messages), alert, True, 0]
         self.count += 1
         self.pos = self._start + 5 + self._length
         self._reset_record()
@@ -529,7 +530,7 @@ class RecordTracker:
         shared = next_first_frame is not None and fields[5][-1:] == (next_first_frame,)
         if shared:
             fields[10] = True
-        out.append(Record(*fields))
+        out.append(Record._make(fields))
         return shared
 
     def _flush(self, out):
