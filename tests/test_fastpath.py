@@ -16,6 +16,7 @@ import captures
 from conftest import corpus_files
 from pcap_tls_split import analyze, capture as capture_mod, fastpath
 from pcap_tls_split.capture import open_capture
+from pcap_tls_split.connection import ConnectionTable
 from pcap_tls_split.frame import decode
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -33,16 +34,17 @@ def steps(capture, table, errors, name, progress=None):
 
 
 def run_both(path, monkeypatch, **options):
-    """(report, records, frames taken through the steps) with the fused path, and
+    """(report, records, segments handed to the steps) with the fused path, and
     (report, records) with the steps alone."""
     slow = []
+    place = ConnectionTable.place
 
-    def counted(*args):
+    def counted(self, *args):
         slow.append(1)
-        return decode(*args)
+        return place(self, *args)
 
     with monkeypatch.context() as m:
-        m.setattr(fastpath, "decode", counted)
+        m.setattr(ConnectionTable, "place", counted)
         rows = []
         fused = analyze(str(path), all_connections=True, on_record=rows.append, **options)
     with monkeypatch.context() as m:
@@ -222,7 +224,6 @@ def test_an_internal_error_is_reported_and_the_run_goes_on(tmp_path, monkeypatch
 @pytest.mark.parametrize("name", ["field-bug-70-tries.pcap", "clean-tls12-v6.pcapng"])
 def test_segments_handed_on_are_frame_decodes(name, monkeypatch):
     """A packet the fused path hands to the steps carries frame.decode's tuple."""
-    from pcap_tls_split.connection import ConnectionTable
     path = str(SAMPLES / name)
     with open_capture(path) as capture:
         decoded = {n: decode(lt, data, orig) for n, _, lt, data, orig in capture.frames()}
