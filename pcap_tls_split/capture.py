@@ -364,8 +364,11 @@ class Capture:
                         if (btype == PCAPNG_SHB or nxt > end or blen < 12 or blen & 3
                                 or blen > MAX_BLOCK or u32(buf, nxt - 4)[0] != blen):
                             break
-                        if btype == BT_EPB:
-                            ifid, hi, lo, incl, orig = epb(buf, pos + 8)
+                        if btype == BT_EPB or btype == BT_PB:
+                            if btype == BT_EPB:
+                                ifid, hi, lo, incl, orig = epb(buf, pos + 8)
+                            else:        # the obsolete Packet Block: the same, with drops
+                                ifid, _drops, hi, lo, incl, orig = pb(buf, pos + 8)
                             if ifid >= nif or incl > blen - 32:
                                 break
                             blt, bdiv, boff, _ = ifaces[ifid]
@@ -382,14 +385,6 @@ class Capture:
                                 incl = snap
                             n += 1
                             add((pos + 12, incl, orig, 0.0, n, blt))
-                        elif btype == BT_PB:
-                            ifid, _drops, hi, lo, incl, orig = pb(buf, pos + 8)
-                            if ifid >= nif or incl > blen - 32:
-                                break
-                            blt, bdiv, boff, _ = ifaces[ifid]
-                            n += 1
-                            ts = ((hi << 32) | lo) / bdiv
-                            add((pos + 28, incl, orig, ts + boff if boff else ts, n, blt))
                         elif btype == BT_IDB:
                             if blen < 20:
                                 break
