@@ -5,10 +5,13 @@
     >>> report.summary.by_code
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .api import analyze, records
+from .capture import CaptureError
+from .findings import CODES, Code, Finding, Severity
+from .report import (CloseSummary, ConnectionReport, Correlation, InputReport, Quality, RecordRow,
+                     RecordStats, Report, Summary)
 
-from .analyze import analyze, records  # noqa: E402
-from .findings import Finding  # noqa: E402
-from .report import ConnectionReport, Report  # noqa: E402
-
-__all__ = ["analyze", "records", "Finding", "ConnectionReport", "Report", "__version__"]
+__all__ = ["CODES", "CaptureError", "CloseSummary", "Code", "ConnectionReport", "Correlation",
+           "Finding", "InputReport", "Quality", "RecordRow", "RecordStats", "Report", "Severity",
+           "Summary", "__version__", "analyze", "records"]

@@ -10,10 +10,10 @@ import traceback
 
 import click
 
-from . import __version__
-from .analyze import ClusterUnavailable, analyze as run_analysis, expand_inputs
-from .findings import SEVERITIES
-from . import report as render
+from ._version import __version__
+from .api import ClusterUnavailable, analyze as run_analysis, expand_inputs
+from .findings import SEVERITIES, Severity
+from .report import render
 
 
 class Exit(enum.IntEnum):
@@ -133,7 +133,7 @@ def keylog_option(func):
 class Commands(click.Group):
     """The command group; the commands in LAZY are imported when used (start-up time)."""
 
-    LAZY = {"lab": ("pcap_tls_split.lab", "lab")}
+    LAZY = {"lab": ("pcap_tls_split.lab.cli", "lab")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
@@ -194,18 +194,12 @@ def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, 
             _plaintext_not_added(exc)
     if result is None:
         result = run_analysis(list(inputs), **options)
-    if fmt == "table":
-        render.render_table(result, out)
-    elif fmt == "json":
-        render.render_json(result, out)
-    elif fmt == "jsonl":
-        render.render_jsonl_summary(result, out)
-    else:
-        render.render_csv(result, out)
+    render.RENDERERS[fmt](result, out)
     _errors_to_stderr(result, fmt)
     if result.unreadable:
         sys.exit(Exit.ERROR)
-    if fail_on != "never" and result.worst() >= SEVERITIES.index(fail_on):
+    worst = result.worst()
+    if fail_on != "never" and worst is not None and worst >= Severity(fail_on):
         sys.exit(Exit.FINDINGS)
     sys.exit(Exit.OK)
 
@@ -236,7 +230,7 @@ def records(inputs, fmt, stream, idle_timeout, scale, keylog):
             sys.exit(Exit.ERROR if any(i.format is None for i in inputs_read) else Exit.OK)
     rows = []
     streaming = fmt in ("jsonl",)
-    on_record = (lambda row: out.write(render.json.dumps(render.record_dict(row)) + "\n")) \
+    on_record = (lambda row: render.write_jsonl((render.record_dict(row),), out)) \
         if streaming else rows.append
     result = run_analysis(list(inputs), stream=stream, idle_timeout=idle_timeout, on_record=on_record,
                           **scale)

@@ -1,7 +1,7 @@
 """Frame -> TCP segment: link layer, IP and tunnel decoding (pure functions, no I/O).
 
-``decode(linktype, data, orig_len)`` turns one captured frame into a plain tuple
-describing its TCP segment, or ``None`` when the frame holds no TCP segment we can
+``decode(linktype, data, orig_len)`` turns one captured frame into the
+``Segment`` it carries, or ``None`` when the frame holds no TCP segment we can
 place (UDP, ARP, ICMP, non-first or non-last IP fragments, truncated headers,
 garbage, unsupported link types).  It never raises.
 
@@ -9,8 +9,8 @@ The common link layers (Ethernet with 802.1Q/QinQ/MPLS/PPPoE, Linux cooked v1/v2
 raw IP, BSD loopback, PPP, Cisco HDLC, PFLOG, PPI) and every IP layer (IPv4 with
 options, IPv6 with extension headers, AH) are decoded by hand with
 ``struct.unpack_from`` and byte indexing on the captured ``bytes``: no per-packet
-objects besides the returned tuple and its slices.  802.11 and radiotap go through
-dpkt (see ``_dpkt_fallback``).
+objects besides the returned segment and its slices.  802.11 and radiotap go
+through dpkt (see ``_dpkt_fallback``).
 
 Tunnels are followed down to the innermost TCP segment, as Wireshark does when it
 numbers TCP streams: IP-in-IP (4, 41), GRE (47; IPv4/IPv6/MPLS payloads,
@@ -20,13 +20,50 @@ TCP header, but that is not a segment of the connection: ``None``.
 """
 import socket
 import struct
+from typing import NamedTuple
 
-__all__ = ["decode", "format_endpoint", "SUPPORTED_LINKTYPES", "TCP_FLAGS"]
+from .capture.formats import (LINKTYPE_C_HDLC, LINKTYPE_ETHERNET, LINKTYPE_IEEE802_11,
+                              LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_IPV4, LINKTYPE_IPV6,
+                              LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL,
+                              LINKTYPE_PFLOG, LINKTYPE_PPI, LINKTYPE_PPP, LINKTYPE_PPP_ETHER,
+                              LINKTYPE_PPP_HDLC, LINKTYPE_RAW, LINKTYPE_RAW_BSD, LINKTYPE_RAW_OPENBSD)
 
-# TCP flags byte (byte 13 of the TCP header)
+__all__ = ["Segment", "decode", "format_endpoint", "SUPPORTED_LINKTYPES", "TCP_FLAGS",
+           "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"]
+
+# TCP flags (RFC 9293 section 3.1: byte 13 of the TCP header)
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
 TCP_FLAGS = {"FIN": FIN, "SYN": SYN, "RST": RST, "PSH": PSH, "ACK": ACK,
              "URG": URG, "ECE": ECE, "CWR": CWR}
+
+
+class Segment(NamedTuple):
+    """One TCP segment as a frame carried it (a named tuple: one is made per packet)."""
+
+    src: bytes
+    """Source address, packed: 4 bytes (IPv4) or 16 (IPv6)."""
+    dst: bytes
+    """Destination address, packed."""
+    sport: int
+    """Source port."""
+    dport: int
+    """Destination port."""
+    seq: int
+    """Sequence number (raw, not relative)."""
+    ack: int
+    """Acknowledgment number (meaningful when ``flags`` has ACK)."""
+    flags: int
+    """The TCP flags byte (``FIN``, ``SYN``, ``RST``, ``PSH``, ``ACK``...)."""
+    window: int
+    """The window field, unscaled."""
+    payload: bytes
+    """The captured TCP payload, trimmed to the IP length (Ethernet padding dropped)."""
+    missing: int
+    """Payload bytes the IP length announces but the capture does not hold (cut by the snap length)."""
+
+
+_segment = tuple.__new__        # Segment from a tuple of its fields, the fastest way
+
 
 _IP4 = struct.Struct(">BBHHHBBH4s4s").unpack_from     # 20-byte IPv4 header
 _IP6 = struct.Struct(">IHBB16s16s").unpack_from       # 40-byte IPv6 header
@@ -71,10 +108,10 @@ def _tcp(data, p, end, src, dst):
     if ps < q or ps > end:
         return None                                   # bad data offset
     if end <= n:
-        return (src, dst, sport, dport, seq, ack, flags, win, data[ps:end], 0)
+        return _segment(Segment, (src, dst, sport, dport, seq, ack, flags, win, data[ps:end], 0))
     if ps < n:
-        return (src, dst, sport, dport, seq, ack, flags, win, data[ps:], end - n)
-    return (src, dst, sport, dport, seq, ack, flags, win, data[n:n], end - ps)
+        return _segment(Segment, (src, dst, sport, dport, seq, ack, flags, win, data[ps:], end - n))
+    return _segment(Segment, (src, dst, sport, dport, seq, ack, flags, win, data[n:n], end - ps))
 
 
 def _ip4(data, off, limit, depth):
@@ -348,7 +385,7 @@ def _link_pflog(data, limit):
 def _link_ppi(data, limit):              # PPI: little-endian length and inner DLT
     hlen, _ = _LE_HH(data, 2)
     dlt = _LE_I(data, 4)[0]
-    if dlt == 192 or hlen < 8:
+    if dlt == LINKTYPE_PPI or hlen < 8:
         return None
     return decode(dlt, data[hlen:], limit - hlen)
 
@@ -359,11 +396,12 @@ def _dpkt_classes():
     """Link types handed to dpkt, imported lazily (dpkt's import is slow-ish)."""
     import dpkt.ieee80211
     import dpkt.radiotap
-    return {105: dpkt.ieee80211.IEEE80211, 127: dpkt.radiotap.Radiotap}
+    return {LINKTYPE_IEEE802_11: dpkt.ieee80211.IEEE80211,
+            LINKTYPE_IEEE802_11_RADIOTAP: dpkt.radiotap.Radiotap}
 
 
 _DPKT = None
-_DPKT_LINKTYPES = frozenset((105, 127))
+_DPKT_LINKTYPES = frozenset((LINKTYPE_IEEE802_11, LINKTYPE_IEEE802_11_RADIOTAP))
 
 
 def _dpkt_fallback(linktype, data, limit):
@@ -398,22 +436,22 @@ def _dpkt_fallback(linktype, data, limit):
 # ------------------------------------------------------------------------------ public
 
 _LINK = {
-    0: _link_null,        # BSD loopback, family in host byte order
-    1: _link_eth,         # Ethernet
-    9: _link_ppp,         # PPP
-    12: _link_raw,        # raw IP (DLT_RAW on most BSDs)
-    14: _link_raw,        # raw IP (DLT_RAW on OpenBSD)
-    50: _link_ppp,        # PPP in HDLC-like framing
-    51: _link_pppoe,      # PPPoE
-    101: _link_raw,       # LINKTYPE_RAW
-    104: _link_chdlc,     # Cisco HDLC
-    108: _link_loop,      # OpenBSD loopback
-    113: _link_sll,       # Linux cooked v1
-    117: _link_pflog,     # OpenBSD pflog
-    192: _link_ppi,       # PPI
-    228: _link_raw,       # raw IPv4 (Wireshark goes by the version nibble all the same)
-    229: _link_raw,       # raw IPv6
-    276: _link_sll2,      # Linux cooked v2
+    LINKTYPE_NULL: _link_null,
+    LINKTYPE_ETHERNET: _link_eth,
+    LINKTYPE_PPP: _link_ppp,
+    LINKTYPE_RAW_BSD: _link_raw,
+    LINKTYPE_RAW_OPENBSD: _link_raw,
+    LINKTYPE_PPP_HDLC: _link_ppp,
+    LINKTYPE_PPP_ETHER: _link_pppoe,
+    LINKTYPE_RAW: _link_raw,
+    LINKTYPE_C_HDLC: _link_chdlc,
+    LINKTYPE_LOOP: _link_loop,
+    LINKTYPE_LINUX_SLL: _link_sll,
+    LINKTYPE_PFLOG: _link_pflog,
+    LINKTYPE_PPI: _link_ppi,
+    LINKTYPE_IPV4: _link_raw,      # Wireshark goes by the version nibble all the same
+    LINKTYPE_IPV6: _link_raw,
+    LINKTYPE_LINUX_SLL2: _link_sll2,
 }
 
 SUPPORTED_LINKTYPES = frozenset(_LINK) | _DPKT_LINKTYPES
@@ -422,18 +460,14 @@ SUPPORTED_LINKTYPES = frozenset(_LINK) | _DPKT_LINKTYPES
 def decode(linktype, data, orig_len):
     """Decode one frame down to its (innermost) TCP segment.
 
-    Returns None for anything that is not a TCP segment we can place, else
-    (src, dst, sport, dport, seq, ack, flags, window, payload, missing):
-    src/dst packed addresses (4 or 16 bytes), flags the TCP flags byte, payload the
-    captured TCP payload trimmed to the IP length (Ethernet padding dropped), missing
-    the payload bytes the IP length announces but the capture does not hold (>= 0).
-    Never raises.
+    Returns its ``Segment``, or None for anything that is not a TCP segment we
+    can place. Never raises.
     """
     limit = len(data)
     if orig_len > limit:
         limit = orig_len
     try:
-        if linktype == 1:                # fast path: Ethernet + IPv4
+        if linktype == LINKTYPE_ETHERNET:        # fast path: Ethernet + IPv4
             if data[12:15] == b"\x08\x00\x45" and limit >= 54:
                 # no VLAN, IPv4 without options: both headers in one unpack
                 (tot, frag, proto, src, dst, sport, dport, seq, ack, offx, flags,
@@ -443,7 +477,8 @@ def decode(linktype, data, orig_len):
                     ps = 34 + ((offx >> 4) << 2)
                     n = len(data)
                     if 54 <= ps <= end and end <= n:
-                        return (src, dst, sport, dport, seq, ack, flags, win, data[ps:end], 0)
+                        return _segment(Segment, (src, dst, sport, dport, seq, ack, flags, win,
+                                                  data[ps:end], 0))
             et = (data[12] << 8) | data[13]
             if et == 0x0800:
                 return _ip4(data, 14, limit, 0)

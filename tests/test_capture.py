@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import CORPUS, ROOT, corpus_files
-from pcap_tls_split import capture as capture_mod
+from pcap_tls_split.capture import streams as capture_streams
 from pcap_tls_split.capture import CaptureError, open_capture
 
 # ----------------------------------------------------------------------------- writers
@@ -149,7 +149,7 @@ def test_big_snaplen_allows_big_records(tmp_path):
 @pytest.mark.parametrize("chunk", [None, 40, 100])
 def test_pcap_truncated_at_every_offset(tmp_path, monkeypatch, chunk):
     if chunk:
-        monkeypatch.setattr(capture_mod, "CHUNK", chunk)   # cuts between reads too
+        monkeypatch.setattr(capture_streams, "CHUNK", chunk)   # cuts between reads too
     recs = [(1, 0, PKT), (2, 0, PKT[:20]), (3, 0, PKT)]
     full = pcap_bytes(recs)
     starts = [24]
@@ -307,7 +307,7 @@ def test_tiny_reads_give_the_same_frames(tmp_path, monkeypatch, chunk):
     want = {}
     for name, content in files.items():
         want[name] = read_all(write(tmp_path, name, content))[1]
-    monkeypatch.setattr(capture_mod, "CHUNK", chunk)
+    monkeypatch.setattr(capture_streams, "CHUNK", chunk)
     for name in files:
         cap, frames = read_all(str(tmp_path / name))
         assert frames == want[name] and cap.errors == [], name
@@ -416,10 +416,14 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_unsupported_linktype_reported_once(tmp_path):
     data = pcap_bytes([(1, 0, b"abc"), (2, 0, b"def")], linktype=147)
-    cap, frames = read_all(write(tmp_path, "u.pcap", data))
+    path = write(tmp_path, "u.pcap", data)
+    with open_capture(path, linktypes={1, 113}) as cap:
+        frames = list(cap.frames())
     assert len(frames) == 2
     assert cap.errors == [f"{tmp_path / 'u.pcap'}: link type 147 (USER0) is not supported: "
                           "its frames are skipped"]
+    # the reader itself knows no decoder: without the caller's set it says nothing
+    assert read_all(path)[0].errors == []
 
 
 def test_frames_can_be_iterated_again_for_a_file(tmp_path):

@@ -1,7 +1,7 @@
 """Findings on connections built segment by segment (the real ones are in test_samples)."""
 
 from pcap_tls_split import findings
-from pcap_tls_split.connection import ConnectionTable
+from pcap_tls_split.tcp import ConnectionTable
 
 ACK, PSH, FIN, SYN, RST = 0x10, 0x08, 0x01, 0x02, 0x04
 CLIENT, SERVER = b"\x0a\x00\x00\x02", b"\x0a\x00\x00\x01"
@@ -42,7 +42,7 @@ class Wire:
     def findings(self):
         self.table.finish()
         (conn,) = self.ended
-        return conn, findings.evaluate(conn)
+        return conn, findings.evaluate(findings.Facts(conn))
 
 
 HELLO = record(22, bytes.fromhex("01000004") + b"\x03\x03\x00\x00")

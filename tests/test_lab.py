@@ -24,11 +24,11 @@ import pytest
 from click.testing import CliRunner
 
 import pcap_tls_split
-from pcap_tls_split import lab_cert
-from pcap_tls_split import lab_tls as T
-from pcap_tls_split.lab import lab
-from pcap_tls_split.lab_capture import Capture, CaptureUnavailable, CheckFailed, read_layout
-from pcap_tls_split.lab_scenarios import SCENARIOS, check_report, cli_field, run_scenario
+from pcap_tls_split.lab import cert as lab_cert
+from pcap_tls_split.lab import peers as T
+from pcap_tls_split.lab.cli import lab
+from pcap_tls_split.lab.capture import Capture, CaptureUnavailable, CheckFailed, read_layout
+from pcap_tls_split.lab.scenarios import SCENARIOS, check_report, cli_field, run_scenario
 
 from conftest import IN_CI, ROOT
 
@@ -175,7 +175,7 @@ def test_lab_run_command(tmp_path):
 def test_pcapng_without_dumpcap(tmp_path, monkeypatch):
     """No dumpcap: --pcapng captures with tcpdump and converts."""
     need_capture()
-    from pcap_tls_split import lab_capture
+    from pcap_tls_split.lab import capture as lab_capture
     find = lab_capture._find
     monkeypatch.setattr(lab_capture, "_find", lambda tool: None if tool == "dumpcap" else find(tool))
     lines = []
@@ -227,7 +227,7 @@ class Served:
 
 
 def _start_serve(*args):
-    cmd = [sys.executable, "-c", "import sys; from pcap_tls_split.lab import lab; lab(sys.argv[1:])",
+    cmd = [sys.executable, "-c", "import sys; from pcap_tls_split.lab.cli import lab; lab(sys.argv[1:])",
            "serve", "--host", "127.0.0.1", "--port", "0", *args]
     served = Served(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, cwd=str(ROOT)))
@@ -438,7 +438,7 @@ def test_bundled_certificate_is_valid_for_a_century():
 def test_layout_reader_on_the_samples():
     """The lab's own reading of a capture agrees with what expected.json measured."""
     expected = json.loads((ROOT / "samples" / "expected.json").read_text())
-    from pcap_tls_split.lab_capture import layout_json
+    from pcap_tls_split.lab.capture import layout_json
     for name in ("field-bug-tls12.pcap", "half-record.pcap", "clean-tls12-v6.pcapng"):
         conns = read_layout(str(ROOT / "samples" / name))
         assert {str(c.stream): layout_json(c) for c in conns} == \

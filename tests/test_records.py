@@ -3,8 +3,8 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pcap_tls_split import tls
-from pcap_tls_split.records import OFF, RecordTracker
+from pcap_tls_split.tls import wire as tls
+from pcap_tls_split.tls.records import OFF, RecordTracker
 
 # A TLS 1.3 server flight, as a side stream (hex, one layer a line):
 SERVER_FLIGHT = bytes.fromhex(

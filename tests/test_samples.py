@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import pcap_tls_split
-from pcap_tls_split.findings import SEVERITIES
-from pcap_tls_split.lab_scenarios import _matches  # code, side, severity, evidence subset
+from pcap_tls_split.findings import Severity
+from pcap_tls_split.lab.scenarios import _matches  # code, side, severity, evidence subset
 
 import captures
 
@@ -52,7 +52,7 @@ def test_sample_verdict(name):
     if ceiling:
         allowed = want.get("must", []) + want.get("may", [])
         for f in found:
-            if SEVERITIES.index(f.severity) >= SEVERITIES.index(ceiling):
+            if f.severity >= Severity(ceiling):
                 assert any(_matches(f, a) for a in allowed), f"unexpected {f.code} {f.severity}"
     for key, value in want.get("summary", {}).items():
         assert getattr(report.summary, key) == value, key

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pcap_tls_split.analyze import analyze
-from pcap_tls_split.connection import ConnectionTable
+from pcap_tls_split import analyze
+from pcap_tls_split.tcp import ConnectionTable
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 FILES = sorted(str(p) for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))

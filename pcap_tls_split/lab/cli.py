@@ -9,8 +9,8 @@ byte stream is cut into TCP sends, pauses, how it closes) and logs every send
 and close to stderr: point a device at it. ``run`` plays a scenario on the
 loopback interface (the server and a built-in client that misbehaves the
 scenario's way), captures it, and checks the analyzer's verdict on the capture.
-The parts live in ``lab_tls`` (the TLS ends), ``lab_capture`` (capturing and
-reading a capture back) and ``lab_scenarios`` (the scenarios).
+The parts live in ``peers.py`` (the TLS ends), ``capture.py`` (capturing and
+reading a capture back) and ``scenarios.py`` (the scenarios).
 """
 
 import datetime
@@ -22,9 +22,9 @@ import threading
 
 import click
 
-from . import lab_tls as T
-from .lab_capture import CaptureUnavailable, CheckFailed, describe
-from .lab_scenarios import SCENARIOS, codes_line, run_scenario
+from . import peers as T
+from .capture import CaptureUnavailable, CheckFailed, describe
+from .scenarios import SCENARIOS, codes_line, run_scenario
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 

@@ -1,10 +1,11 @@
-"""The fused common path (pcap_tls_split/fastpath.py) against the steps taken one by one.
+"""The packet loop (pcap_tls_split/loop.py): the fused loop against the steps one by one.
 
-Both ways must give the same report and the same records, field for field: on
-every capture in samples/ and in the corpus, and on captures damaged at the
-frame level the way capturers and networks damage them (frames dropped,
-duplicated, swapped, cut by the snap length, VLAN-tagged, given other flags,
-with a header byte changed).
+Both loops must give the same report, the same records and the same state of
+every side of every connection when it ends (``Side.counters``), field for
+field: on every capture in samples/ and in the corpus, and on captures damaged
+at the frame level the way capturers and networks damage them (frames
+dropped, duplicated, swapped, cut by the snap length, VLAN-tagged, given other
+flags, with a header byte changed).
 """
 
 from pathlib import Path
@@ -14,28 +15,20 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import captures
 from conftest import corpus_files
-from pcap_tls_split import analyze, capture as capture_mod, fastpath
+from pcap_tls_split import analyze
+from pcap_tls_split.api import FileRun
 from pcap_tls_split.capture import open_capture
-from pcap_tls_split.connection import ConnectionTable
+from pcap_tls_split.capture import streams as capture_streams
 from pcap_tls_split.frame import decode
+from pcap_tls_split.tcp import ConnectionTable
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CAPTURES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
 
 
-def steps(capture, table, errors, name, progress=None):
-    """What fastpath.run does, one step at a time: frame, segment, connection."""
-    n = 0
-    for n, time, linktype, data, orig_len in capture.frames():
-        segment = decode(linktype, data, orig_len)
-        if segment is not None:
-            table.segment(n, time, segment)
-    return n
-
-
 def run_both(path, monkeypatch, **options):
-    """(report, records, segments handed to the steps) with the fused path, and
-    (report, records) with the steps alone."""
+    """(report, records, per-side states, segments handed to the steps) with the
+    fused loop, and (report, records, per-side states) with the steps alone."""
     slow = []
     place = ConnectionTable.place
 
@@ -43,23 +36,34 @@ def run_both(path, monkeypatch, **options):
         slow.append(1)
         return place(self, *args)
 
-    with monkeypatch.context() as m:
-        m.setattr(ConnectionTable, "place", counted)
-        rows = []
-        fused = analyze(str(path), all_connections=True, on_record=rows.append, **options)
-    with monkeypatch.context() as m:
-        m.setattr(fastpath, "run", steps)
-        step_rows = []
-        by_steps = analyze(str(path), all_connections=True, on_record=step_rows.append,
-                           **options)
-    return (fused, rows, len(slow)), (by_steps, step_rows)
+    def analysed(fused):
+        states = []
+        ended = FileRun.connection_ended
+
+        def noted(self, conn):
+            states.append((conn.stream, conn.end_reason,
+                           {conn.role(side): side.counters() for side in (conn.a, conn.b)}))
+            return ended(self, conn)
+
+        with monkeypatch.context() as m:
+            m.setattr(FileRun, "connection_ended", noted)
+            if fused:
+                m.setattr(ConnectionTable, "place", counted)
+            rows = []
+            report = analyze(str(path), all_connections=True, on_record=rows.append, fused=fused,
+                             **options)
+        return report, rows, states
+
+    fused = analysed(True)
+    return fused + (len(slow),), analysed(False)
 
 
 @pytest.mark.parametrize("name", CAPTURES)
 def test_samples_same_both_ways(name, monkeypatch):
-    (fused, rows, slow), (steps, step_rows) = run_both(SAMPLES / name, monkeypatch)
+    (fused, rows, states, slow), (steps, step_rows, step_states) = run_both(SAMPLES / name, monkeypatch)
     assert fused == steps
     assert rows == step_rows
+    assert states == step_states
     packets = fused.inputs[0].packets
     assert rows and packets
     # the fused path did take the common case itself
@@ -72,15 +76,15 @@ def test_linux_cooked_captures_same_both_ways(version, tmp_path, monkeypatch):
     path = tmp_path / "cooked.pcap"
     frames = captures.read_frames(SAMPLES / "straddling-healthy.pcap")
     captures.write_pcap(path, captures.as_linux_cooked(frames, version))
-    (fused, rows, slow), (steps, step_rows) = run_both(path, monkeypatch)
-    assert fused == steps and rows == step_rows
+    (fused, rows, states, slow), (steps, step_rows, step_states) = run_both(path, monkeypatch)
+    assert fused == steps and rows == step_rows and states == step_states
     assert len(rows) > 90
     assert slow < fused.inputs[0].packets / 2, (slow, fused.inputs[0].packets)
 
 
 def test_most_packets_of_a_bulk_transfer_take_the_fused_path(monkeypatch):
     # straddling-healthy: records of 16 KB over many segments
-    (fused, rows, slow), (steps, _) = run_both(SAMPLES / "straddling-healthy.pcap", monkeypatch)
+    (fused, rows, states, slow), (steps, _, step_states) = run_both(SAMPLES / "straddling-healthy.pcap", monkeypatch)
     assert fused == steps
     assert slow < fused.inputs[0].packets / 2, (slow, fused.inputs[0].packets)
 
@@ -89,15 +93,17 @@ def test_most_packets_of_a_bulk_transfer_take_the_fused_path(monkeypatch):
 def test_sweeps_and_idle_timeouts_same_both_ways(every, seconds, monkeypatch):
     """Connections ended by sweeps (every so many packets, or so much capture time)
     in the middle of runs of segments."""
-    from pcap_tls_split import connection
-    monkeypatch.setattr(connection, "SWEEP_EVERY", every)
-    monkeypatch.setattr(connection, "SWEEP_SECONDS", seconds)
-    monkeypatch.setattr(fastpath, "SWEEP_SECONDS", seconds)
+    from pcap_tls_split import loop
+    from pcap_tls_split.tcp import table
+    monkeypatch.setattr(table, "SWEEP_EVERY", every)
+    monkeypatch.setattr(table, "SWEEP_SECONDS", seconds)
+    monkeypatch.setattr(loop, "SWEEP_SECONDS", seconds)
     for name, idle in (("field-bug-70-tries.pcap", 0.05), ("straddling-healthy.pcap", 0.001)):
-        (fused, rows, _), (steps, step_rows) = run_both(SAMPLES / name, monkeypatch,
+        (fused, rows, states, _), (steps, step_rows, step_states) = run_both(SAMPLES / name, monkeypatch,
                                                          idle_timeout=idle)
         assert fused == steps, name
         assert rows == step_rows, name
+        assert states == step_states, name
         if name.startswith("straddling"):
             # its one connection went idle between segments and came back
             assert len(fused.connections) > fused.summary.connections
@@ -106,9 +112,10 @@ def test_sweeps_and_idle_timeouts_same_both_ways(every, seconds, monkeypatch):
 def test_corpus_same_both_ways(corpus, monkeypatch):
     checked = 0
     for path in corpus_files():
-        (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+        (fused, rows, states, _), (steps, step_rows, step_states) = run_both(path, monkeypatch)
         assert fused == steps, path
         assert rows == step_rows, path
+        assert states == step_states, path
         checked += 1
     assert checked > 150
 
@@ -171,9 +178,10 @@ def test_damaged_captures_same_both_ways(name, tmp_path, monkeypatch):
     @given(changes=CHANGES)
     def check(changes):
         captures.write_pcap(path, damage(frames, changes))
-        (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+        (fused, rows, states, _), (steps, step_rows, step_states) = run_both(path, monkeypatch)
         assert fused == steps
         assert rows == step_rows
+        assert states == step_states
 
     check()
 
@@ -182,9 +190,9 @@ def test_damaged_captures_same_both_ways(name, tmp_path, monkeypatch):
 def test_reads_of_any_size_same_both_ways(chunk, monkeypatch):
     """Records cut by the end of a read are completed from the next one."""
     path = SAMPLES / "straddling-healthy.pcap"
-    (expected, expected_rows, _), _ = run_both(path, monkeypatch)
-    monkeypatch.setattr(capture_mod, "CHUNK", chunk)
-    (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+    (expected, expected_rows, _, _), _ = run_both(path, monkeypatch)
+    monkeypatch.setattr(capture_streams, "CHUNK", chunk)
+    (fused, rows, states, _), (steps, step_rows, step_states) = run_both(path, monkeypatch)
     assert fused == steps == expected
     assert rows == step_rows == expected_rows
 
@@ -192,19 +200,20 @@ def test_reads_of_any_size_same_both_ways(chunk, monkeypatch):
 @pytest.mark.parametrize("chunk", [None, 50])
 def test_a_capture_cut_short_same_both_ways(chunk, tmp_path, monkeypatch):
     if chunk:
-        monkeypatch.setattr(capture_mod, "CHUNK", chunk)
+        monkeypatch.setattr(capture_streams, "CHUNK", chunk)
     data = (SAMPLES / "split-header.pcap").read_bytes()
     path = tmp_path / "cut.pcap"
     for cut in range(len(data) - 700, len(data), 37):
         path.write_bytes(data[:cut])
-        (fused, rows, _), (steps, step_rows) = run_both(path, monkeypatch)
+        (fused, rows, states, _), (steps, step_rows, step_states) = run_both(path, monkeypatch)
         assert fused == steps, cut
         assert rows == step_rows, cut
+        assert states == step_states, cut
         assert fused.inputs[0].errors and "capture cut short" in fused.inputs[0].errors[0]
 
 
 def test_an_internal_error_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
-    from pcap_tls_split import connection
+    from pcap_tls_split.tcp import connection
     calls = []
     record = connection.Connection._record
 
@@ -223,7 +232,7 @@ def test_an_internal_error_is_reported_and_the_run_goes_on(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("name", ["field-bug-70-tries.pcap", "clean-tls12-v6.pcapng"])
 def test_segments_handed_on_are_frame_decodes(name, monkeypatch):
-    """A packet the fused path hands to the steps carries frame.decode's tuple."""
+    """A packet the fused loop hands to the steps carries frame.decode's segment."""
     path = str(SAMPLES / name)
     with open_capture(path) as capture:
         decoded = {n: decode(lt, data, orig) for n, _, lt, data, orig in capture.frames()}

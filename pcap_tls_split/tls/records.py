@@ -29,6 +29,13 @@ It is in one of four modes:
 
 A completed record is held back until the next record starts, to learn
 whether the two share a segment (``coalesced``); ``gap`` and ``end`` flush it.
+
+Most bytes of a TLS stream are the middle of a record body the tracker does
+not read (application data): ``in_body(offset)`` says how many such bytes
+are left at ``offset``, ``skip_body`` takes a segment of them, and a caller
+that fuses a run of such segments hands the tracker where the run ended with
+``end_body_run``. Those three are the only ways in to the record in progress
+besides ``data``.
 Only the bytes of a record header in progress, the bodies of clear handshake
 and alert records (parsed as they arrive) and, while resynchronising, one
 record's worth of chunks are ever held.
@@ -36,7 +43,7 @@ record's worth of chunks are ever held.
 
 from typing import NamedTuple
 
-from . import tls
+from . import wire
 
 SEEK, SYNC, RESYNC, OFF = "seek", "sync", "resync", "off"
 NOTHING = ()
@@ -88,7 +95,7 @@ class Record(NamedTuple):
     @property
     def end(self):
         """The side-stream offset just past its last byte."""
-        return self.offset + tls.HEADER_LENGTH + self.length
+        return self.offset + wire.HEADER_LENGTH + self.length
 
     @property
     def straddling(self):
@@ -124,11 +131,24 @@ class RecordTracker:
         self.desyncs = 0              # times record framing was lost (then resynchronised)
         self.count = 0                # records completed
         self.partial = None           # the incomplete record at the end of the stream
-        self._handshake = tls.HandshakeReader()
+        self._handshake = wire.HandshakeReader()
         self._held = None             # completed record waiting for the next one to start
         self._log = []                # (offset, payload|None, frame|length, time): chunks kept while seeking/resynchronising
         self._candidates = []         # RESYNC: (offset, version, next_header_offset)
         self._reset_record()
+
+    def counters(self):
+        """Everything it knows and counts, by name (for tests and diagnostics)."""
+        return {"mode": self.mode, "pos": self.pos, "tls_start": self.tls_start,
+                "sslv2_hello": self.sslv2_hello, "server_version": self.server_version,
+                "hello_retry": self.hello_retry, "client_hello": self.client_hello,
+                "ccs_seen": self.ccs_seen, "desyncs": self.desyncs, "count": self.count,
+                "partial": self.partial, "held": self._held, "record_start": self._start,
+                "header": self._hdr, "header_frames": self._hdr_frames, "type": self._type,
+                "length": self._length, "body_left": self._body_left,
+                "frames": list(self._cur_frames), "ends": list(self._cur_ends),
+                "first_time": self._first_time, "last_time": self._last_time,
+                "missing": self._missing, "reading": self._reading}
 
     @property
     def tunnelled(self):
@@ -139,21 +159,42 @@ class RecordTracker:
 
     # -- inputs ---------------------------------------------------------------
 
+    def in_body(self, offset):
+        """Body bytes of the record in progress still to come, when the tracker is
+        at ``offset`` in the middle of a record body it does not read; else 0."""
+        if offset == self.pos and self.mode == SYNC and self._type is not None and not self._reading:
+            return self._body_left
+        return 0
+
+    def skip_body(self, offset, size, frame, time):
+        """``size`` bytes at ``offset`` of the body in progress, carried by ``frame``;
+        only when ``size < in_body(offset)`` (they do not finish the record)."""
+        self._body_left -= size
+        end = self.pos = offset + size
+        if self._cur_frames[-1] == frame:
+            self._cur_ends[-1] = end
+        else:
+            self._cur_frames.append(frame)
+            self._cur_ends.append(end)
+        self._last_time = time
+
+    def end_body_run(self, frames, ends, end, left, time):
+        """A caller skipped body bytes segment by segment, as ``skip_body`` would
+        have, each in a new frame: ``frames`` and their record ``ends``, the
+        stream offset ``end`` reached, the body bytes ``left`` (> 0) and the last
+        segment's ``time``."""
+        self._cur_frames += frames
+        self._cur_ends += ends
+        self.pos = end
+        self._body_left = left
+        self._last_time = time
+
     def data(self, offset, payload, frame, time):
         """Bytes of the stream at ``offset`` (== the end of what was fed before), first carried by ``frame``."""
-        if offset == self.pos and self.mode == SYNC and self._type is not None and not self._reading:
-            size = len(payload)
-            if size < self._body_left:
-                # the common case: the middle of a record body
-                self._body_left -= size
-                end = self.pos = offset + size
-                if self._cur_frames[-1] == frame:
-                    self._cur_ends[-1] = end
-                else:
-                    self._cur_frames.append(frame)
-                    self._cur_ends.append(end)
-                self._last_time = time
-                return NOTHING
+        size = len(payload)
+        if size < self.in_body(offset):
+            self.skip_body(offset, size, frame, time)   # the common case
+            return NOTHING
         out = []
         if offset != self.pos:  # a caller that skipped bytes: treat them as a gap
             if offset > self.pos:
@@ -220,8 +261,8 @@ class RecordTracker:
         if window_start == 0 and window and window[0] & 0x80:
             # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1)
             try:
-                hello = tls.sslv2_client_hello_length(window)
-            except tls.MalformedTLS:
+                hello = wire.sslv2_client_hello_length(window)
+            except wire.MalformedTLS:
                 hello = False
             if hello is None:
                 return  # wait for its first 5 bytes
@@ -236,7 +277,7 @@ class RecordTracker:
                     return
                 self._sync_at(total, out)  # TLS records follow it
                 return
-        match = tls.TLS_START.search(window)
+        match = wire.TLS_START.search(window)
         if match:
             self._sync_at(window_start + match.start(), out)
             return
@@ -258,7 +299,7 @@ class RecordTracker:
         contiguous = before is not None and before[1] is not None and before[0] + len(before[1]) == offset
         tail_start = max(offset - 4, before[0]) if contiguous else offset
         window = self._window(tail_start, end)
-        for match in tls.HEADER_START.finditer(window):
+        for match in wire.HEADER_START.finditer(window):
             start = tail_start + match.start()
             if start < offset - 4 or any(c[0] == start for c in self._candidates):
                 continue
@@ -281,8 +322,8 @@ class RecordTracker:
                 continue
             nxt = self._window(following, following + 5)
             try:
-                parsed = tls.parse_header(nxt)
-            except tls.MalformedTLS:
+                parsed = wire.parse_header(nxt)
+            except wire.MalformedTLS:
                 parsed = None
             if parsed:
                 self._sync_at(start, out)
@@ -296,8 +337,8 @@ class RecordTracker:
 
     def _add_candidate(self, start, header):
         try:
-            parsed = tls.parse_header(header)
-        except tls.MalformedTLS:
+            parsed = wire.parse_header(header)
+        except wire.MalformedTLS:
             return
         if parsed and parsed[2] > 0:
             self._candidates.append((start, parsed[1], start + 5 + parsed[2]))
@@ -351,6 +392,11 @@ class RecordTracker:
     # -- SYNC: record framing -------------------------------------------------
 
     def _reset_record(self):
+        # The record in progress. Invariants in SYNC: ``_type`` is None until its
+        # 5 header bytes are in ``_hdr``; from then on ``_cur_frames`` (with
+        # ``_cur_ends``, the same length) is not empty and ``_body_left`` body
+        # bytes are still to come; ``_reading`` says the body's bytes are parsed
+        # (clear handshake, alert), so they cannot be skipped.
         self._start = self.pos
         self._hdr = b""
         self._hdr_frames = 0
@@ -406,8 +452,8 @@ class RecordTracker:
                 if len(self._hdr) < 5:
                     continue
                 try:
-                    self._type, self._version, self._length = tls.parse_header(self._hdr)
-                except tls.MalformedTLS:
+                    self._type, self._version, self._length = wire.parse_header(self._hdr)
+                except wire.MalformedTLS:
                     # framing lost: look for it again from the next byte on
                     self.desyncs += 1
                     self._flush(out)
@@ -442,7 +488,7 @@ class RecordTracker:
 
     def _begin_body(self):
         content_type = self._type
-        if content_type == tls.HANDSHAKE:
+        if content_type == wire.HANDSHAKE:
             if self.ccs_seen:
                 # after its change_cipher_spec a side's handshake records are
                 # encrypted, but for a second ClientHello (TLS 1.3 after a
@@ -450,9 +496,9 @@ class RecordTracker:
                 self._hs_probe = b"" if self._length >= 4 else None
             else:
                 self._parse_handshake = True
-        elif content_type == tls.ALERT and self._length == 2:
+        elif content_type == wire.ALERT and self._length == 2:
             self._alert_bytes = b""
-        elif content_type == tls.CHANGE_CIPHER_SPEC:
+        elif content_type == wire.CHANGE_CIPHER_SPEC:
             self.ccs_seen = True
         self._reading = self._hs_probe is not None or self._parse_handshake or self._alert_bytes is not None
 
@@ -464,7 +510,7 @@ class RecordTracker:
             if len(self._hs_probe) < 4:
                 return
             head, self._hs_probe = self._hs_probe, None
-            if head[0] == tls.CLIENT_HELLO and int.from_bytes(head[1:4], "big") + 4 == self._length:
+            if head[0] == wire.CLIENT_HELLO and int.from_bytes(head[1:4], "big") + 4 == self._length:
                 self._parse_handshake = True
                 self._read_handshake(head)
         if self._parse_handshake:
@@ -475,12 +521,12 @@ class RecordTracker:
     def _read_handshake(self, chunk):
         for msg_type, body in self._handshake.feed(chunk):
             self._messages.append(msg_type)
-            if msg_type == tls.CLIENT_HELLO:
+            if msg_type == wire.CLIENT_HELLO:
                 self.client_hello = True
-            elif msg_type == tls.SERVER_HELLO and body is not None:
+            elif msg_type == wire.SERVER_HELLO and body is not None:
                 try:
-                    version, retry = tls.server_hello_version(body)
-                except tls.MalformedTLS:
+                    version, retry = wire.server_hello_version(body)
+                except wire.MalformedTLS:
                     continue
                 self.hello_retry = self.hello_retry or retry
                 if not retry or self.server_version is None:
@@ -492,7 +538,7 @@ class RecordTracker:
             self._body_left -= length
             self._missing += length
             if self._parse_handshake:
-                self._handshake = tls.HandshakeReader()  # its message framing is lost
+                self._handshake = wire.HandshakeReader()  # its message framing is lost
             self._parse_handshake = self._reading = False
             self._hs_probe = self._alert_bytes = None
             if not self._body_left:

@@ -6,9 +6,14 @@ A ``SideStream`` is fed, in capture order, the segments one side of a
 connection sent (``segment``), what the peer acknowledged of them (``acked``)
 and the end of the connection (``finish``). It returns events:
 
-- ``(DATA, offset, payload, frame, time)``: the next bytes of the side stream,
+- ``Data(offset, payload, frame, time)``: the next bytes of the side stream,
   in order, each tagged with the frame of their first transmission;
-- ``(GAP, offset, length)``: bytes the capture never held and never will.
+- ``Gap(offset, length)``: bytes the capture never held and never will.
+
+For the commonest segment, the next bytes in order with nothing held,
+``take`` advances the stream without making an event (the caller has the
+bytes), and a caller that fuses a run of such segments hands the stream its
+new end once with ``end_run``.
 
 Offsets count from the first byte after the SYN; when the capture starts
 mid-connection, from the first byte seen (``midstream``). Sequence numbers
@@ -24,11 +29,35 @@ seen the first seen wins; bytes that differ are counted as ``conflicts``
 out-of-order segments.
 """
 
+from typing import NamedTuple
+
+from ..frame import FIN, RST, SYN
+
 MASK = 0xFFFFFFFF
 HALF = 1 << 31
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
-DATA, GAP = 0, 1
+
+class Data(NamedTuple):
+    """The next bytes of a side stream, in order."""
+
+    offset: int
+    """Where they start in the side stream (bytes from the first byte after the SYN)."""
+    payload: bytes
+    """The bytes."""
+    frame: int
+    """The frame of their first transmission (1-based, as Wireshark numbers frames)."""
+    time: float
+    """That frame's capture time."""
+
+
+class Gap(NamedTuple):
+    """Bytes of a side stream the capture never held and never will."""
+
+    offset: int
+    """Where the hole starts in the side stream."""
+    length: int
+    """How many bytes it lacks."""
+
 
 # Out-of-order bytes held before the oldest hole is taken for a capture gap.
 HOLD_LIMIT = 4 << 20
@@ -45,6 +74,9 @@ NOTHING = ()
 class SideStream:
     """Reassembles the bytes one side of a connection sent; see the module docstring."""
 
+    # Invariants: bytes before ``next`` were delivered (as Data or Gap) and are
+    # never held; ``held`` keys are offsets past ``next``, and no two held
+    # pieces overlap; ``last_end`` is the end of the last segment with payload.
     __slots__ = ("base", "syn", "midstream", "next", "held", "held_bytes",
                  "fin", "rst", "peer_acked", "retransmissions", "out_of_order",
                  "conflicts", "gaps", "gap_bytes", "keepalives", "snap_cut",
@@ -79,17 +111,32 @@ class SideStream:
             delta -= 1 << 32
         return self.next + delta
 
+    def take(self, seq, size):
+        """A segment of ``size`` payload bytes at ``seq`` (no SYN, FIN or RST, wholly
+        captured), when it is the next bytes in order with nothing held: the
+        stream moves past it and its offset is returned (the caller hands the bytes
+        on). None (nothing done) for any other segment: give it to ``segment``."""
+        base = self.base
+        if base is None or self.held or (seq - base) & MASK != self.next & MASK:
+            return None
+        offset = self.next
+        self.segments += 1
+        self.next = self.last_end = offset + size
+        return offset
+
+    def end_run(self, end, count):
+        """A caller took ``count`` more segments in order, as ``take`` would have,
+        the last ending at offset ``end``."""
+        self.next = self.last_end = end
+        self.segments += count
+
     def segment(self, seq, flags, payload, frame, time, missing=0):
         """A segment this side sent. Returns the events it releases."""
-        base = self.base
-        if base is not None and payload and not missing and not flags & (SYN | FIN | RST) \
-                and not self.held and (seq - base) & MASK == self.next & MASK:
-            # the common case: the next bytes, in order
-            offset = self.next
-            self.segments += 1
-            self.next = self.last_end = offset + len(payload)
-            return ((DATA, offset, payload, frame, time),)
-        if base is None:
+        if payload and not missing and not flags & (SYN | FIN | RST):
+            offset = self.take(seq, len(payload))      # the common case: the next bytes
+            if offset is not None:
+                return (Data(offset, payload, frame, time),)
+        if self.base is None:
             if flags & SYN:
                 self.base = (seq + 1) & MASK
                 self.syn = True
@@ -212,7 +259,7 @@ class SideStream:
         else:
             end = max(m for m in (self.next, self.peer_acked, self.rst) if m is not None)
         if end > self.next:
-            events.append((GAP, self.next, end - self.next))
+            events.append(Gap(self.next, end - self.next))
             self.gaps += 1
             self.gap_bytes += end - self.next
             self.next = end
@@ -224,10 +271,10 @@ class SideStream:
         self.hole_acked = 0
         events = []
         if payload:
-            events.append((DATA, offset, payload, frame, time))
+            events.append(Data(offset, payload, frame, time))
         offset += len(payload)
         if missing > 0:
-            events.append((GAP, offset, missing))
+            events.append(Gap(offset, missing))
             self.gaps += 1
             self.gap_bytes += missing
             offset += missing
@@ -261,10 +308,10 @@ class SideStream:
             payload, frame, time, missing = entry
             self.held_bytes -= len(payload)
             if payload:
-                events.append((DATA, nxt, payload, frame, time))
+                events.append(Data(nxt, payload, frame, time))
             nxt += len(payload)
             if missing > 0:
-                events.append((GAP, nxt, missing))
+                events.append(Gap(nxt, missing))
                 self.gaps += 1
                 self.gap_bytes += missing
                 nxt += missing
@@ -274,7 +321,7 @@ class SideStream:
         """Give up on the hole before the first held segment: it is a capture gap."""
         self.hole_acked = 0
         first = min(self.held)
-        events = [(GAP, self.next, first - self.next)]
+        events = [Gap(self.next, first - self.next)]
         self.gaps += 1
         self.gap_bytes += first - self.next
         self.next = first

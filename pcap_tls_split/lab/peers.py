@@ -9,8 +9,8 @@ and close are exactly the ones asked for.
 
 ``ServerPlan`` says how the server answers (records, cuts, pauses, how it
 closes); ``serve_connection`` runs one connection that way and logs each event
-through a callback. The lab's command line (``lab.py``) and its scenarios
-(``lab_scenarios.py``) are built on these. Standard library only.
+through a callback. The lab's command line (``cli.py``) and its scenarios
+(``scenarios.py``) are built on these. Standard library only.
 """
 
 import atexit
@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 
-from . import lab_cert
+from . import cert as lab_cert
 
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 

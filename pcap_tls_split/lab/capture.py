@@ -17,8 +17,8 @@ import subprocess
 import threading
 import time
 
-from .capture import open_capture
-from .frame import ACK, FIN, RST, SYN, decode, format_endpoint
+from ..capture import open_capture
+from ..frame import ACK, FIN, RST, SYN, decode, format_endpoint
 
 TYPES = {20: "CCS", 21: "Alert", 22: "Handshake", 23: "AppData", 24: "Heartbeat"}
 

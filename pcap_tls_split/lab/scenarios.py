@@ -24,11 +24,11 @@ import sys
 import threading
 import time
 
-from . import lab_tls as T
-from .findings import SEVERITIES
-from .lab_capture import (Capture, CaptureUnavailable, CheckFailed, capture_tool, check_tidy, describe,  # noqa: F401
+from . import peers as T
+from ..findings import Severity
+from .capture import (Capture, CaptureUnavailable, CheckFailed, capture_tool, check_tidy, describe,  # noqa: F401
                           layout_json, need, read_layout, record_stats)
-from .lab_tls import CLOSE_PAUSE, ServerPlan, parse_cut, parse_position
+from .peers import CLOSE_PAUSE, ServerPlan, parse_cut, parse_position
 
 PAUSE = 0.30        # a server pause the buggy client gives up in
 SHORT = 0.02        # a server pause it does not
@@ -1071,7 +1071,7 @@ def compare(findings, want, where="file"):
     if ceiling:
         allowed = want.get("must", []) + want.get("may", [])
         for f in findings:
-            if SEVERITIES.index(f.severity) >= SEVERITIES.index(ceiling) and \
+            if f.severity >= Severity(ceiling) and \
                     not any(_matches(f, a) for a in allowed):
                 problems.append(f"{where}: unexpected {f.code} {f.side} {f.severity} "
                                 f"(nothing at or above {ceiling} expected)")
@@ -1114,7 +1114,7 @@ def run_scenario(name, out_dir=".", *, ipv6=False, pcapng=False, nano=False, por
     """Capture scenario ``name`` into ``out_dir``; see the module's docstring.
     Raises KeyError (unknown scenario), CaptureUnavailable (no capture rights or
     no capturer) or CheckFailed (the scenario could not be produced)."""
-    from .analyze import analyze as run_analysis
+    from ..api import analyze as run_analysis
 
     sc = SCENARIOS[name]
     capture_tool(pcapng)          # not installed: say so before anything else

@@ -1,0 +1,3 @@
+"""The version of pcap-tls-split (setup.cfg reads it from here)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The library API: ``analyze`` and ``records`` over inputs, the report aggregated."""
+
+from ..report import Correlation, Report, Summary
+from .parallel import results
+
+
+def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
+            on_connection=None, on_record=None, jobs=1, dask=None, progress=None, fused=True):
+    """Analyse captures and return a ``Report``.
+
+    ``paths``: a path, or a list of them (files, directories, ``-``).
+    ``all_connections``: list every TLS connection, not only those with findings.
+    ``stream``: list only this ``tcp.stream``.
+    ``idle_timeout``: seconds of capture time after which an idle connection is finished.
+    ``on_connection(ConnectionReport)``: called as each listed connection ends (streaming).
+    ``on_record(RecordRow)``: called for each TLS record as it is found.
+    ``jobs``: analyse this many files at once in worker processes (the report, and the
+    order of the callbacks, are the same as with one).
+    ``dask``: the address of a Dask distributed scheduler to send the files to (its
+    workers must see the same paths).
+    ``progress``: an object with ``reading(path, done, total)`` and ``file_done(path)``.
+    ``fused``: the packet loop with the common case fused (the default), else the
+    reference loop that takes every packet step by step (the same result, slower).
+    """
+    options = {"all_connections": all_connections, "stream": stream, "idle_timeout": idle_timeout,
+               "fused": fused}
+    inputs, connections = [], []
+    tcp = tls_count = flagged = 0
+    by_code = {}
+    correlation = {}
+    for result in results(paths, options, jobs, dask, on_connection, on_record, progress):
+        if result.remote:
+            # replay what the worker saw, in the order a single process calls back
+            for conn in result.listed if on_connection else ():
+                on_connection(conn)
+            for row in result.records or ():
+                on_record(row)
+        inputs.append(result.input)
+        connections += sorted(result.listed, key=lambda c: c.stream)
+        tcp += result.tcp
+        tls_count += result.tls
+        flagged += result.flagged
+        for code, count in result.by_code.items():
+            by_code[code] = by_code.get(code, 0) + count
+        for key, count in result.correlation.items():
+            correlation[key] = correlation.get(key, 0) + count
+    total = Summary(connections=tcp, tls_connections=tls_count, flagged=flagged,
+                    by_code=dict(sorted(by_code.items())),
+                    correlation=Correlation.from_counts(correlation))
+    return Report(inputs=tuple(inputs), connections=tuple(connections), summary=total)
+
+
+def records(paths, *, stream=None, jobs=1, fused=True):
+    """Every TLS record of the captures, as ``RecordRow``s (a list, in the order found)."""
+    rows = []
+    analyze(paths, stream=stream, on_record=rows.append, jobs=jobs, fused=fused)
+    return rows

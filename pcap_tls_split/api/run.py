@@ -1,0 +1,129 @@
+"""One input through the whole path: capture file, frame, TCP segment, connection,
+side stream, TLS record, finding, report.
+
+``FileRun(path, options).run()`` opens the capture, runs the packet loop
+(``loop.run``) into a connection table, and as each connection ends computes
+its facts once (``findings.Facts``), its findings and its report; it counts
+what the summary needs and hands listed connections and records to the
+caller's callbacks. Nothing here prints.
+"""
+
+from .. import loop
+from ..capture import CaptureError, open_capture
+from ..findings import Facts, evaluate
+from ..frame import SUPPORTED_LINKTYPES
+from ..report import InputReport, connection_report, is_premature, record_row
+from ..tcp import IDLE_TIMEOUT, ConnectionTable
+
+
+class FileRun:
+    """One input through the path; collects its connections as they end.
+
+    ``options``: ``all_connections``, ``stream``, ``idle_timeout``, ``fused``
+    (as ``pcap_tls_split.analyze`` takes them). Subclasses may look at each
+    finished connection in ``connection_ended`` (the Wireshark bridge does)."""
+
+    def __init__(self, path, options, on_connection=None, on_record=None):
+        self.path = path
+        self.options = options
+        self.user_on_connection = on_connection
+        self.user_on_record = on_record
+        self.listed = []
+        self.tcp = 0
+        self.tls = 0
+        self.flagged = 0
+        self.by_code = {}
+        self.correlation = {}   # (premature, aligned, last_record_straddled) -> connections
+        self.errors = []
+        self.progress = None    # progress(path, bytes read, size) now and then
+
+    def connection_ended(self, conn):
+        if not conn.continued:
+            self.tcp += 1  # a connection woken after the idle timeout was counted already
+        if not conn.is_tls:
+            return
+        self.tls += 1
+        try:
+            facts = Facts(conn)
+            found = evaluate(facts)
+            report = connection_report(self.path, conn, facts, found)
+        except Exception as exc:  # a bug: say so, keep going
+            self.errors.append(f"{self.path}: internal error on stream {conn.stream}: "
+                               f"{type(exc).__name__}: {exc}")
+            return
+        if found:
+            self.flagged += 1
+            for code in {f.code for f in found}:
+                self.by_code[code] = self.by_code.get(code, 0) + 1
+        close = report.close
+        if close.aligned is not None and close.last_record_straddled is not None:
+            key = (is_premature(report), close.aligned, close.last_record_straddled)
+            self.correlation[key] = self.correlation.get(key, 0) + 1
+        stream = self.options.get("stream")
+        if stream is not None and conn.stream != stream:
+            return
+        if not (found or self.options.get("all_connections")):
+            return
+        self.listed.append(report)
+        if self.user_on_connection is not None:
+            self.user_on_connection(report)
+
+    def record_found(self, conn, side, record):
+        stream = self.options.get("stream")
+        if stream is not None and conn.stream != stream:
+            return
+        self.user_on_record(record_row(self.path, conn, side, record))
+
+    def run(self):
+        """Read the input; returns its ``InputReport``."""
+        try:
+            capture = open_capture(self.path, SUPPORTED_LINKTYPES)
+        except CaptureError as exc:
+            return InputReport(path=self.path, errors=(str(exc),))
+        idle = self.options.get("idle_timeout")
+        table = ConnectionTable(
+            self.connection_ended,
+            on_record=self.record_found if self.user_on_record is not None else None,
+            idle_timeout=IDLE_TIMEOUT if idle is None else idle)
+        packets = 0
+        progress = self.progress
+        with capture:
+            report = None if progress is None else \
+                (lambda: progress(self.path, capture.bytes_read, capture.size))
+            try:
+                packets = loop.run(capture, table, self.errors, self.path, report,
+                                   fused=self.options.get("fused", True))
+            except Exception as exc:  # a bug: say so, keep what was found
+                self.errors.append(f"{self.path}: reading stopped: {type(exc).__name__}: {exc}")
+            try:
+                table.finish()
+            except Exception as exc:
+                self.errors.append(f"{self.path}: internal error at the end: {type(exc).__name__}: {exc}")
+            errors = list(capture.errors) + self.errors
+            return InputReport(path=self.path, format=capture.format, packets=packets,
+                               tcp_connections=table.streams, tls_connections=self.tls,
+                               errors=tuple(errors))
+
+
+class FileResult:
+    """What one input gave: its InputReport, the connections listed (in the order
+    they ended), the records found (when asked for) and the summary counters."""
+
+    def __init__(self, run, inp, records=None):
+        self.remote = False          # made in a worker: the callbacks are still to be made
+        self.input = inp
+        self.listed = run.listed
+        self.records = records
+        self.tcp, self.tls, self.flagged = run.tcp, run.tls, run.flagged
+        self.by_code, self.correlation = run.by_code, run.correlation
+
+
+def analyze_file(path, options, on_connection=None, on_record=None, keep_records=False,
+                 progress=None):
+    """One input through the whole path (in this process or a worker)."""
+    rows = [] if keep_records else None
+    if keep_records:
+        on_record = rows.append
+    run = FileRun(path, options, on_connection, on_record)
+    run.progress = progress
+    return FileResult(run, run.run(), rows)

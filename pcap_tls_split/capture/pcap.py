@@ -1,0 +1,95 @@
+"""The pcap record walk: each read of the stream with where its packets lie."""
+
+import struct
+
+from .formats import (PCAP_HEADER_LENGTH, PCAP_LINKTYPE_MASK, PCAP_MAGICS, PCAP_RECORD_LENGTH,
+                      PCAP_SNAPLEN_AT, pcap_record_header)
+from .streams import read_at_least
+
+MAX_CAPLEN = 256 * 1024         # a bigger record length is a lie unless the snaplen says so
+MAX_CAPLEN_HARD = 64 << 20      # ... and never more than this, whatever the snaplen says
+HEADER = PCAP_RECORD_LENGTH
+
+
+def batches(capture, buf, stream):
+    """Yield (buf, packets) for ``Capture.batches``: ``buf`` starts with the file
+    header. Damage stops the walk and is told to ``capture`` (``cut``,
+    ``stopped``); it never raises."""
+    endian, div = PCAP_MAGICS[buf[:4]]
+    snaplen, network = struct.unpack_from(endian + "II", buf, PCAP_SNAPLEN_AT)
+    lt = network & PCAP_LINKTYPE_MASK
+    capture.check_linktype(lt)
+    limit = max(MAX_CAPLEN, min(snaplen, MAX_CAPLEN_HARD))
+    unpack = pcap_record_header(endian)
+    pos = PCAP_HEADER_LENGTH
+    base = 0                         # stream offset of buf[0]
+    n = 0
+    rest = None                      # a read's bytes after the record taken from it
+    rest_at = 0                      # where in `rest` the next read's bytes begin
+    try:
+        while True:
+            end = len(buf)
+            packets = []
+            add = packets.append
+            while pos + HEADER <= end:
+                sec, frac, incl, orig = unpack(buf, pos)
+                nxt = pos + HEADER + incl
+                if nxt > end or incl > limit:
+                    break
+                n += 1
+                add((pos + HEADER, incl, orig, sec + frac / div, n, lt))
+                pos = nxt
+            else:
+                incl = -1            # loop ended for want of a full header
+            if packets:
+                yield buf, packets
+            if incl > limit:
+                capture.cut(n + 1, base + pos,
+                            f"record length {incl} is larger than the maximum of "
+                            f"{limit} (corrupt record header)")
+                return
+            capture.bytes_read = base + pos
+            left = end - pos
+            if rest is not None and not left:
+                # the record completed across two reads is done: on with the
+                # second read, not copied
+                base += end
+                buf, pos, rest = rest, rest_at, None
+                base -= pos
+            elif rest is None and left >= HEADER:
+                # a record cut by the end of the read: complete it, alone, from
+                # the next read (copying that one record, not the whole read)
+                need = HEADER + incl - left
+                more = read_at_least(stream, b"", need)
+                base += pos
+                if len(more) > need:
+                    buf, pos, rest, rest_at = buf[pos:] + more[:need], 0, more, need
+                else:
+                    buf, pos = buf[pos:] + more, 0
+                    if not more:
+                        capture.cut(n + 1, base, f"truncated packet data ({left - HEADER} of "
+                                                 f"{incl} bytes)")
+                        return
+            else:
+                # keep the unparsed tail, read at least a chunk (and at least the
+                # whole record when its header is here)
+                tail = buf[pos:]
+                if rest is not None:
+                    tail, rest = tail + rest[rest_at:], None
+                    left = len(tail)
+                buf = read_at_least(stream, tail, left + 1 if incl < 0 else HEADER + incl)
+                base += pos
+                pos = 0
+                if len(buf) == left:     # end of stream
+                    if left:
+                        if left < HEADER:
+                            what = f"truncated packet record header ({left} of 16 bytes)"
+                        else:
+                            what = (f"truncated packet data ({left - HEADER} of "
+                                    f"{incl} bytes)")
+                        capture.cut(n + 1, base + pos, what)
+                    return
+    except Exception as e:           # never a traceback out of a reader
+        capture.stopped(e, n + 1, base + pos)
+    finally:
+        capture.bytes_read = base + pos

@@ -1,0 +1,108 @@
+"""Byte streams under the capture readers: a file or pipe, and gzip decompression.
+
+A stream's ``read(n)`` gives up to ``n`` bytes (fewer from a pipe: what it has
+now), ``b""`` at the end, and raises ``Cut`` when the (compressed) stream itself
+ends early or is corrupt, once the bytes before the damage are out.
+"""
+
+import zlib
+
+CHUNK = 1 << 20                 # bytes asked of the stream per read
+
+
+class Cut(Exception):
+    """The (compressed) stream itself ends early or is corrupt."""
+
+
+class RawSource:
+    """A binary file object read with big reads; counts the bytes taken from it."""
+
+    def __init__(self, fobj, pipe):
+        self.fobj = fobj
+        self.count = 0
+        # read1 returns what a pipe has now instead of waiting for a full chunk
+        self._read = getattr(fobj, "read1", None) if pipe else None
+        if self._read is None:
+            self._read = fobj.read
+
+    def read(self, n):
+        b = self._read(n)
+        if b is None:                    # non-blocking file object with nothing ready
+            b = b""
+        self.count += len(b)
+        return b
+
+
+class GzipSource:
+    """Decompress a gzip stream (several members allowed) with bounded output per read."""
+
+    def __init__(self, src, head):
+        self.src = src
+        self.tail = head                 # compressed bytes already taken from src
+        self.d = None                    # decompressor of the current member
+        self.first = True
+        self.done = False
+        self.cut = None                  # Cut to raise once the data before it is out
+
+    @property
+    def count(self):
+        return self.src.count
+
+    def read(self, n):
+        while True:
+            if self.cut is not None:
+                raise self.cut
+            if self.done:
+                return b""
+            if self.tail:
+                inp, self.tail = self.tail, b""
+            else:
+                inp = self.src.read(CHUNK)
+                if not inp:
+                    if self.d is not None:
+                        self.cut = Cut("compressed (gzip) stream ends early")
+                        continue
+                    self.done = True
+                    return b""
+            if self.d is None:           # at the start of a member
+                if not self.first:
+                    inp = inp.lstrip(b"\0")      # zero padding between/after members
+                    if not inp:
+                        continue
+                    if inp[0] != 0x1F:
+                        self.done = True         # trailing garbage: ignored, as gzip -d
+                        return b""
+                self.first = False
+                self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                out = self.d.decompress(inp, n)
+            except zlib.error as e:
+                self.cut = Cut(f"corrupt compressed (gzip) data ({e})")
+                continue
+            if self.d.eof:
+                self.tail = self.d.unused_data
+                self.d = None
+            else:
+                self.tail = self.d.unconsumed_tail
+            if out:
+                return out
+
+
+def read_at_least(stream, buf, n):
+    """buf plus reads of the stream until it holds n bytes or the stream ends."""
+    have = len(buf)
+    if have >= n:
+        return buf
+    parts = [buf] if buf else []
+    while have < n:
+        try:
+            b = stream.read(max(CHUNK, n - have))
+        except Cut:
+            if len(parts) > 1:           # hand out what came first; the stream
+                break                    # raises again on the next read
+            raise
+        if not b:
+            break
+        parts.append(b)
+        have += len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

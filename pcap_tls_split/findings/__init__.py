@@ -1,0 +1,14 @@
+"""Connection -> findings: the premature-close signatures of SIGNATURES.md.
+
+``codes.py`` is the registry of finding codes and their ``Severity``;
+``facts.py`` computes once what the rules read of a finished connection (first
+closer, reach, where the close fell, application data, reaction time);
+``rules.py`` has one function per code and ``evaluate``.
+"""
+
+from .codes import CODES, PREMATURE_CODES, SEVERITIES, Code, Severity
+from .facts import Facts
+from .rules import Finding, evaluate
+
+__all__ = ["CODES", "PREMATURE_CODES", "SEVERITIES", "Code", "Facts", "Finding", "Severity",
+           "evaluate"]

@@ -1,0 +1,372 @@
+"""Connection -> findings: one rule per code of SIGNATURES.md.
+
+``evaluate(facts)`` runs the rules over the ``Facts`` of one finished TLS
+connection and returns its ``Finding``s in frame order. Each rule is one row of
+the table of SIGNATURES.md in code, reads only the facts, and returns one
+``Finding`` or None: first the rules on the first closer's close against the
+peer's records (``CLOSER_RULES``, of which the first three exclude each other
+by where the reach falls), then the rules on each side's own close
+(``SIDE_RULES``).
+"""
+
+from dataclasses import dataclass, field
+
+from ..tls import wire
+from .codes import CODES, Severity
+from .facts import ends_on_boundary, last_received, records_of, type_name
+
+# A FIN this close after the side's last data came "back to back" with it.
+BACK_TO_BACK = 0.010
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One premature-close signature found on a connection."""
+
+    code: str
+    """The signature, as in SIGNATURES.md (``close_before_pending_records``...)."""
+    severity: Severity
+    """``high``, ``medium``, ``low`` or ``info`` (a ``Severity``, which is also that word)."""
+    confidence: str
+    """``high``; ``medium`` or ``low`` when it rests on bytes the capture missed (the reason is in the evidence)."""
+    side: str
+    """``client`` or ``server``: the side that did the thing."""
+    time: float
+    """Capture time of the packet that shows it (seconds since the epoch)."""
+    frame: int
+    """Its frame number, 1-based, as Wireshark shows it."""
+    message: str
+    """One line a person reads."""
+    evidence: dict = field(default_factory=dict)
+    """The facts behind it (keys per code, see the README)."""
+
+
+def _finding(code, side, time, frame, message, evidence, severity=None, confidence="high"):
+    return Finding(code, CODES[code].severity if severity is None else Severity.of(severity),
+                   confidence, side, time, frame, message, evidence)
+
+
+def _ms(seconds):
+    if seconds is None:
+        return "?"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+# -- rules on the first closer's reach -----------------------------------------
+
+def _inside(f):
+    """The peer record the first closer's reach falls strictly inside (None: none)."""
+    return next((r for r in records_of(f.peer) if r.offset < f.reach < r.end), None)
+
+
+def close_inside_record(f):
+    if f.closer is None:
+        return None
+    record = _inside(f)
+    if record is None:
+        return None
+    closer, peer, reach = f.closer, f.peer, f.reach
+    close = closer.close
+    if not record.complete and peer.close is not None and peer.close.frame < close.frame:
+        return None  # the peer itself stopped inside it: truncated_record
+    reaction, reaction_kind = f.reaction(closer)
+    received = [end for end in record.segment_ends if end <= reach]
+    confidence, why = f.confidence(closer, peer, [record])
+    evidence = {
+        "record_index": record.index, "record_type": type_name(record.type),
+        "record_length": record.length, "record_offset": record.offset,
+        "bytes_received": reach - record.offset,
+        "bytes_total": 5 + record.length,
+        "segments_received": len(received), "segments_total": len(record.frames),
+        "header_split": record.header_split,
+        "reaction_time": reaction, "close": reaction_kind,
+        "record_first_frame": record.first_frame, "record_last_frame": record.last_frame,
+        "rest_captured": record.complete,
+    }
+    if why:
+        evidence["confidence_reason"] = why
+    closer_role, peer_role = f.role(closer), f.role(peer)
+    message = (f"{closer_role} closed ({close.kind.upper()}, frame {close.frame}) with "
+               f"{reach - record.offset} of {5 + record.length} bytes of {peer_role} record "
+               f"#{record.index} ({type_name(record.type)}) received, "
+               f"{len(received)}/{len(record.frames)} segments; {_ms(reaction)} after its last segment")
+    return _finding("close_inside_record", closer_role, close.time, close.frame, message, evidence,
+                    confidence=confidence)
+
+
+def _pending_data(f):
+    """The peer's records beyond the reach that are not alerts."""
+    return [r for r in records_of(f.peer) if r.offset >= f.reach and not f.is_alert(f.peer, r)]
+
+
+def close_before_pending_records(f):
+    if f.closer is None or _inside(f) is not None:
+        return None
+    pending_data = _pending_data(f)
+    if not pending_data:
+        return None
+    closer, peer = f.closer, f.peer
+    close = closer.close
+    records = records_of(peer)
+    first = pending_data[0]
+    received = last_received(records, f.reach)
+    aligned = bool(ends_on_boundary(closer, records))
+    pause = first.first_time - received.last_time if received else None
+    post_handshake_only = (f.last_application_data(closer) is None and
+                           all(f.is_post_handshake(peer, r) for r in pending_data))
+    reaction, reaction_kind = f.reaction(closer)
+    confidence, why = f.confidence(closer, peer, pending_data[:1])
+    evidence = {
+        "records_pending": len(pending_data),
+        "bytes_pending": sum(5 + r.length for r in pending_data),
+        "aligned": aligned,
+        "reaction_time": reaction, "close": reaction_kind,
+        "peer_pause": pause,
+        "first_pending": {"index": first.index, "type": type_name(first.type),
+                          "length": first.length, "frame": first.first_frame,
+                          "time": first.first_time},
+        "last_received": None if received is None else {
+            "index": received.index, "type": type_name(received.type),
+            "length": received.length, "frame": received.last_frame,
+            "straddling": received.straddling},
+        "post_handshake_only": post_handshake_only,
+    }
+    if why:
+        evidence["confidence_reason"] = why
+    closer_role, peer_role = f.role(closer), f.role(peer)
+    what = "post-handshake records (session tickets)" if post_handshake_only else \
+        f"{len(pending_data)} {peer_role} record(s), {evidence['bytes_pending']} bytes,"
+    message = (f"{closer_role} closed ({close.kind.upper()}, frame {close.frame}) "
+               f"{_ms(reaction)} after a {peer_role} segment that ended "
+               f"{'on' if aligned else 'off'} a record boundary; {what} still to come "
+               f"(next record frame {first.first_frame}, {_ms(pause)} after the last)")
+    return _finding("close_before_pending_records", closer_role, close.time, close.frame, message,
+                    evidence, severity="info" if post_handshake_only else None, confidence=confidence)
+
+
+def close_before_peer_finished(f):
+    if f.closer is None or not records_of(f.peer) or _inside(f) is not None or _pending_data(f):
+        return None
+    closer, peer = f.closer, f.peer
+    close = closer.close
+    last_request = f.last_application_data(closer)
+    if last_request is None or peer.close is None or peer.close.kind != "rst" \
+            or peer.close.frame <= close.frame:
+        return None
+    last_answer = f.last_application_data(peer)
+    answered = last_answer is not None and last_answer.last_frame > last_request.last_frame
+    peer_alert = f.alert_before(peer, peer.close.frame)
+    if peer_alert is not None and last_answer is not None \
+            and peer_alert.first_frame < last_answer.last_frame:
+        peer_alert = None             # an alert before its last data closed nothing
+    if answered and peer_alert is not None:
+        return None  # it answered, then closed the TLS session itself: it had finished
+    alert = f.alert_before(closer, close.frame)
+    reaction, reaction_kind = f.reaction(closer)
+    confidence, why = f.confidence(closer, peer)
+    evidence = {"reaction_time": reaction, "close": reaction_kind,
+                "alert_first": alert is not None,
+                "peer_answered": answered,
+                "peer_alert_first": peer_alert is not None,
+                "peer_rst_frame": peer.close.frame}
+    if why:
+        evidence["confidence_reason"] = why
+    closer_role, peer_role = f.role(closer), f.role(peer)
+    message = (f"{closer_role} closed ({close.kind.upper()}, frame {close.frame}, {reaction_kind}, "
+               f"{_ms(reaction)} after the {peer_role}'s last segment) and the {peer_role} "
+               f"answered with RST (frame {peer.close.frame}): it had not finished"
+               + ("" if answered else "; its request was never answered"))
+    return _finding("close_before_peer_finished", closer_role, close.time, close.frame, message,
+                    evidence, confidence=confidence)
+
+
+def close_during_handshake(f):
+    closer = f.closed_during_handshake
+    if closer is None:
+        return None
+    close = closer.close
+    role = f.role(closer)
+    sides = (f.client, f.server)
+    evidence = {"version": f.version, "records": {f.role(s): s.total for s in sides},
+                "handshake_messages": {f.role(s): sorted({wire.HANDSHAKE_TYPES.get(m, str(m))
+                                                          for r in records_of(s) for m in r.messages})
+                                       for s in sides}}
+    message = (f"{role} closed ({close.kind.upper()}, frame {close.frame}) before the TLS handshake "
+               f"completed, without an alert")
+    return _finding("close_during_handshake", role, close.time, close.frame, message, evidence)
+
+
+CLOSER_RULES = (close_inside_record, close_before_pending_records, close_before_peer_finished,
+                close_during_handshake)
+
+
+# -- rules on each side ---------------------------------------------------------
+
+def _stopped_mid_record(side):
+    """The side's incomplete last record, when its stream ended inside one."""
+    partial = side.partial
+    return partial if partial is not None and partial.complete is False else None
+
+
+def truncated_record(f, side):
+    partial = _stopped_mid_record(side)
+    close = side.close
+    if partial is None or close is None:
+        return None
+    stream = side.stream
+    at_end = partial.offset + partial.received == stream.next and not partial.missing
+    if not (at_end and close.offset == stream.next):
+        return None
+    role = f.role(side)
+    evidence = {"record_index": partial.index, "record_type": type_name(partial.type),
+                "record_length": partial.length, "bytes_sent": partial.received,
+                "bytes_missing": 5 + partial.length - partial.received,
+                "close_kind": close.kind}
+    if stream.gaps:
+        evidence["confidence_reason"] = f"{stream.gaps} capture gap(s) earlier in its stream"
+    return _finding(
+        "truncated_record", role, close.time, close.frame,
+        f"{role} stopped mid-record: its record #{partial.index} ({type_name(partial.type)}) "
+        f"announced {5 + partial.length} bytes, {partial.received} were sent before its "
+        f"{close.kind.upper()} (frame {close.frame})", evidence,
+        confidence="high" if not stream.gaps else "medium")
+
+
+def capture_ended_inside_record(f, side):
+    partial = _stopped_mid_record(side)
+    if partial is None or side.close is not None or side.rst is not None \
+            or f.conn.peer(side).rst is not None:
+        return None
+    role = f.role(side)
+    return _finding(
+        "capture_ended_inside_record", role, partial.last_time or 0.0, partial.last_frame,
+        f"capture ends inside {role} record #{partial.index} ({partial.received} of "
+        f"{5 + partial.length} bytes) with no close: nothing can be said",
+        {"record_index": partial.index, "record_type": type_name(partial.type),
+         "record_length": partial.length, "bytes_seen": partial.received})
+
+
+def reset_on_data_after_close(f, side):
+    close = side.close
+    if close is None or close.kind != "fin" or side.rst is None or side.rst.frame <= close.frame:
+        return None
+    peer = f.conn.peer(side)
+    rst_frame = side.rst.frame
+    # the bytes of each peer record that came in segments after the FIN, up to the RST
+    after = []
+    for r in records_of(peer):
+        start = r.offset
+        came = 0
+        first = None
+        for frame, end in zip(r.frames, r.segment_ends):
+            if close.frame < frame <= rst_frame:
+                came += end - start
+                first = first or frame
+            start = end
+        if came:
+            after.append((r, came, first))
+    arrived = [r for r, _, _ in after]
+    if not arrived:
+        return None
+    only_alerts = all(f.is_alert(peer, r) for r in arrived)
+    # a TLS 1.3 side that sent no application data lost only post-handshake
+    # messages (session tickets), as in close_before_pending_records
+    post_handshake = (not only_alerts and f.last_application_data(side) is None
+                      and all(f.is_alert(peer, r) or f.is_post_handshake(peer, r)
+                              for r in arrived))
+    lost = "alert" if only_alerts else "post_handshake" if post_handshake else "application_data"
+    evidence = {"lost": lost, "records_lost": len(arrived),
+                "bytes_lost": sum(came for _, came, _ in after),
+                "fin_frame": close.frame, "rst_frame": rst_frame,
+                "first_lost_frame": min(first for _, _, first in after)}
+    what = {"alert": "an alert", "post_handshake": "post-handshake messages, session tickets",
+            "application_data": "application data"}[lost]
+    role, peer_role = f.role(side), f.role(peer)
+    return _finding(
+        "reset_on_data_after_close", role, side.rst.time, rst_frame,
+        f"{role} had sent its FIN (frame {close.frame}); {len(arrived)} {peer_role} record(s) "
+        f"({what}) arrived after it and it answered RST (frame {rst_frame})"
+        + (": that data was lost" if lost == "application_data" else ""),
+        evidence, severity=None if lost == "application_data" else "info")
+
+
+def no_close_notify(f, side):
+    close = side.close
+    if close is None or side is f.closed_during_handshake:
+        return None
+    handshake_complete = f.handshake_frame is not None and close.frame >= f.handshake_frame
+    if not (handshake_complete or not f.handshake_known):
+        return None
+    if f.alert_before(side, close.frame) is not None or not side.total:
+        return None
+    evidence = {"close_kind": close.kind, "version": f.version}
+    confidence = "high"
+    if f.tls13:
+        confidence = "medium"
+        evidence["note"] = ("TLS 1.3 alerts are encrypted: no record of alert size "
+                            f"({wire.TLS13_ALERT_LENGTHS[0]} bytes) came just before the close")
+    elif f.version is None:
+        confidence = "medium"
+        evidence["note"] = ("the handshake was not captured: if this is TLS 1.3, an encrypted "
+                            "alert would not show as one")
+    role = f.role(side)
+    return _finding(
+        "no_close_notify", role, close.time, close.frame,
+        f"{role} closed ({close.kind.upper()}, frame {close.frame}) without a TLS alert first",
+        evidence, confidence=confidence)
+
+
+def abortive_close(f, side):
+    close = side.close
+    if close is None or close.kind != "rst":
+        return None
+    peer = f.conn.peer(side)
+    answered_peer_close = peer.close is not None and peer.close.frame < close.frame
+    role = f.role(side)
+    return _finding(
+        "abortive_close", role, close.time, close.frame,
+        f"{role} reset the connection (RST, frame {close.frame})"
+        + (f" in answer to the {f.role(peer)}'s {peer.close.kind.upper()}" if answered_peer_close else ""),
+        {"answered_peer_close": answered_peer_close})
+
+
+def fast_close_after_data(f, side):
+    close = side.close
+    if close is None or close.kind != "fin":
+        return None
+    peer = f.conn.peer(side)
+    if peer.close is not None and peer.close.frame <= close.frame:
+        return None
+    peer_segment = side.close_peer_segment
+    after = peer_segment.frame if peer_segment else 0
+    trailing = [r for r in records_of(side, complete_only=True)
+                if after < r.last_frame <= close.frame]
+    data = [r for r in trailing if not f.is_alert(side, r)]
+    if not data:
+        return None
+    last = data[-1]
+    gap = close.time - last.last_time
+    same_segment = last.last_frame == close.frame
+    if not same_segment and gap > BACK_TO_BACK:
+        return None
+    role = f.role(side)
+    evidence = {"records": len(trailing), "same_segment": same_segment, "fin_after": gap,
+                "last_record": {"index": last.index, "type": type_name(last.type), "frame": last.last_frame},
+                "alert_before_fin": any(f.is_alert(side, r) for r in trailing)}
+    how = "in the same segment" if same_segment else f"{_ms(gap)} later"
+    return _finding("fast_close_after_data", role, close.time, close.frame,
+                    f"{role} sent its last record(s) and its FIN {how} (frame {close.frame})",
+                    evidence)
+
+
+SIDE_RULES = (truncated_record, capture_ended_inside_record, reset_on_data_after_close,
+              no_close_notify, abortive_close, fast_close_after_data)
+
+
+def evaluate(facts):
+    """All findings of a finished TLS connection (its ``Facts``), in frame order."""
+    found = [finding for rule in CLOSER_RULES if (finding := rule(facts)) is not None]
+    for side in (facts.conn.a, facts.conn.b):
+        found += [finding for rule in SIDE_RULES if (finding := rule(facts, side)) is not None]
+    found.sort(key=lambda finding: (finding.frame, -finding.severity.rank))
+    return found

@@ -1,0 +1,185 @@
+"""Frames -> connections: the packet loop, step by step or with the common case fused.
+
+``steps`` is the reference: each frame's bytes are copied out (``Capture.frames``),
+decoded to a ``frame.Segment`` (``frame.decode``) and handed to the connection
+table (``ConnectionTable.segment``).
+
+``fused`` gives the same result faster. Most packets of a TLS capture are TCP
+segments over IPv4 or IPv6 over Ethernet (or Linux cooked, as ``tcpdump -i any``
+writes) that continue a known connection in order: the next bytes of a side
+stream, often in the middle of a record body, or a bare acknowledgment. For
+those it reads the headers where they lie in the capture's read buffer
+(``Capture.batches``), finds the connection by the address and port bytes
+(``ConnectionTable.entry``) and calls ``Connection.segment_in_order``, which
+copies the payload only when the record tracker needs its bytes. A run of
+segments of one side inside one record body then goes on in local variables
+and is handed back with ``Connection.end_run`` and ``ConnectionTable.end_run``
+before any other packet is looked at. Every other packet takes the steps
+(``frame.decode``, ``ConnectionTable.place``). tests/test_loop.py checks that
+both loops give the same records, reports and per-side counters.
+"""
+
+import struct
+
+from .capture.formats import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
+from .frame import Segment, decode
+from .tcp.connection import RUN
+from .tcp.reassembly import MASK
+from .tcp.table import SWEEP_SECONDS
+
+# The link layers whose header is a fixed length with the ethertype in it:
+# Ethernet (no VLAN tag), Linux cooked v1 and v2 (tcpdump -i any).
+LINK_HEADERS = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20}
+SLL2_HEADER = 20          # v2: its ethertype is at the start, not just before IP
+# From 2 bytes before the IPv4 header (the ethertype, for Ethernet and Linux
+# cooked v1) to the TCP flags: ethertype, version/IHL, total length, fragment
+# field, protocol, (addresses and ports skipped), sequence, acknowledgment, data
+# offset, flags.
+_IP4_TCP = struct.Struct(">HBxH2xHxB2x12xIIBB").unpack_from
+# The same for IPv6 without extension headers, from the IPv6 header on: version
+# (top 4 bits), payload length, next header, sequence, acknowledgment, data
+# offset, flags.
+_IP6_TCP = struct.Struct(">IHBx32x4xIIBB").unpack_from
+_PORTS_WINDOW = struct.Struct(">HH10xH").unpack_from
+PROGRESS_EVERY = 16384
+_segment = tuple.__new__
+
+
+def run(capture, table, errors, name, progress=None, fused=True):
+    """Feed every frame of ``capture`` to ``table``; returns the number of frames.
+    An exception while placing a packet is a bug: it goes to ``errors`` (the first
+    five, naming the input ``name``) and the run goes on.  ``progress()`` is
+    called about every 16384 frames. ``fused``: the fused loop, else the steps."""
+    return (fused_loop if fused else steps)(capture, table, errors, name, progress)
+
+
+def _internal_error(errors, name, n, exc):
+    if len(errors) < 5:
+        errors.append(f"{name}: internal error at frame {n}: {type(exc).__name__}: {exc}")
+
+
+def steps(capture, table, errors, name, progress=None):
+    """The reference loop: every frame through ``frame.decode`` and
+    ``ConnectionTable.segment``."""
+    n = 0
+    report_at = PROGRESS_EVERY
+    for n, time, linktype, data, orig_len in capture.frames():
+        try:
+            segment = decode(linktype, data, orig_len)
+            if segment is not None:
+                table.segment(n, time, segment)
+        except Exception as exc:  # a bug: say so, keep going
+            _internal_error(errors, name, n, exc)
+        if progress is not None and n >= report_at:
+            report_at = n + PROGRESS_EVERY
+            progress()
+    return n
+
+
+def fused_loop(capture, table, errors, name, progress=None):
+    """The loop with the common case fused (see the module docstring)."""
+    entry_of = table.entry
+    place = table.place
+    tick = table.tick
+    # the run in progress: the wire key of its side (None: no run), its entry, what
+    # it expects next (stream offset, sequence number, acknowledgment), the record
+    # body bytes left, the table's ticks left before a sweep and the time of the
+    # last sweep, and the frames, stream ends and times it took
+    hot = hot_entry = None
+    h_next = h_seq = h_left = h_ack = h_countdown = 0
+    h_swept = 0.0
+    frames = ends = times = None
+    n = 0
+    report_at = PROGRESS_EVERY
+    known = link = None       # the last link type seen, and its header length
+    ip4_least = ip6_least = 0
+    ethertype_first = False
+    for buf, packets in capture.batches():
+        for p, incl, orig, time, n, linktype in packets:
+            try:
+                key = None
+                if linktype != known:
+                    known, link = linktype, LINK_HEADERS.get(linktype)
+                    if link is not None:   # where the IP and TCP headers end, at least
+                        ip4_least, ip6_least = link + 40, link + 60
+                        ethertype_first = link == SLL2_HEADER
+                if link is not None and incl >= ip4_least:
+                    q = p + link                       # the IP header
+                    et, vhl, tot, frag, proto, seq, ack, offx, flags = _IP4_TCP(buf, q - 2)
+                    if ethertype_first:
+                        et = (buf[p] << 8) | buf[p + 1]
+                    if et == 0x0800:
+                        if vhl == 0x45 and proto == 6 and not frag & 0x3FFF and 40 <= tot \
+                                and link + tot <= incl and not flags & 7:
+                            ps = link + 20 + ((offx >> 4) << 2)   # payload start, in the frame
+                            size = link + tot - ps
+                            if ps >= ip4_least and size >= 0:
+                                key = buf[q + 12:q + 24]
+                                tcp = q + 20
+                    elif et == 0x86DD and incl >= ip6_least:
+                        vfl, plen, nh, seq, ack, offx, flags = _IP6_TCP(buf, q)
+                        if vfl >> 28 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl \
+                                and not flags & 7:
+                            ps = ip4_least + ((offx >> 4) << 2)
+                            size = ip4_least + plen - ps
+                            if ps >= ip6_least and size >= 0:
+                                key = buf[q + 8:q + 44]
+                                tcp = q + 40
+                if key is not None and size and key == hot and seq == h_seq and size < h_left \
+                        and ack == h_ack and h_countdown > 1 and time - h_swept <= SWEEP_SECONDS:
+                    # the run goes on (and no sweep is due)
+                    h_countdown -= 1
+                    h_left -= size
+                    h_next += size
+                    h_seq = (h_seq + size) & MASK
+                    frames.append(n)
+                    ends.append(h_next)
+                    times.append(time)
+                    continue
+                if hot is not None:
+                    hot = None
+                    _end_run(table, hot_entry, frames, ends, times, h_left, h_countdown)
+                segment = None
+                if key is None:
+                    segment = decode(linktype, buf[p:p + incl], orig)
+                    if segment is None:
+                        continue
+                tick(time)
+                if key is not None:
+                    entry = entry_of(key)
+                    if entry is not None:
+                        side = entry.side
+                        done = entry.connection.segment_in_order(side, entry.peer, buf, p + ps, size,
+                                                                 seq, ack, flags, n, time)
+                        if done:
+                            if done == RUN:
+                                hot, hot_entry = key, entry
+                                h_next = side.stream.next
+                                h_seq = (seq + size) & MASK
+                                h_left = side.tracker.in_body(h_next)
+                                h_ack = ack
+                                h_countdown, h_swept = table.run_budget()
+                                frames, ends, times = [], [], []
+                            continue
+                    # frame.decode's segment, from what is decoded already
+                    half = len(key) - 4 >> 1
+                    sport, dport, window = _PORTS_WINDOW(buf, tcp)
+                    segment = _segment(Segment, (key[:half], key[half:-4], sport, dport, seq, ack,
+                                                 flags, window, buf[p + ps:p + ps + size], 0))
+                place(n, time, segment)
+            except Exception as exc:  # a bug: say so, keep going
+                hot = None
+                _internal_error(errors, name, n, exc)
+        if progress is not None and n >= report_at:
+            report_at = n + PROGRESS_EVERY
+            progress()
+    if hot is not None:
+        _end_run(table, hot_entry, frames, ends, times, h_left, h_countdown)
+    return n
+
+
+def _end_run(table, entry, frames, ends, times, left, countdown):
+    """A run ends: what it took back to its connection, its ticks to the table."""
+    if frames:
+        entry.connection.end_run(entry.side, frames, ends, times, left)
+        table.end_run(countdown, times[-1])

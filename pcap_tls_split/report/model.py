@@ -1,0 +1,197 @@
+"""The report's model: what ``pcap_tls_split.analyze`` returns.
+
+A tree of frozen dataclasses whose docstrings document each field;
+``to_dict`` gives the JSON contract of SIGNATURES.md.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .._version import __version__
+from ..findings import PREMATURE_CODES, Severity
+
+SCHEMA = 1
+TOOL = {"name": "pcap-tls-split", "version": __version__}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStats:
+    """How one side's records sat against its segments."""
+
+    total: int = 0
+    straddling: int = 0
+    header_split: int = 0
+    coalesced: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSummary:
+    """Who closed first, how, and how far into the peer's stream it had received."""
+
+    first_closer: str = None
+    """``client``, ``server`` or None when neither side closed."""
+    kind: str = None
+    """``fin`` or ``rst``."""
+    time: float = None
+    reach: int = None
+    """Offset into the peer's side stream that the first closer had received."""
+    reach_estimated: bool = False
+    """No ACK on the close: reach is the end of the peer's bytes captured before it."""
+    frame: int = None
+    aligned: bool = None
+    """The last peer segment received before the close ended exactly on a record boundary."""
+    last_record_straddled: bool = None
+    """The last peer record wholly received before the close came in more than one segment."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """What the capture missed or repeated on this connection."""
+
+    gaps: int = 0
+    retransmissions: int = 0
+    out_of_order: int = 0
+    midstream: bool = False
+    conflicts: int = 0
+    snap_cut: int = 0
+    resyncs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReport:
+    """One TLS connection: its parties, records, close and findings."""
+
+    file: str
+    stream: int
+    """Wireshark's ``tcp.stream`` (filter with ``tcp.stream eq N``)."""
+    client: str
+    server: str
+    role_inferred: bool
+    start: float
+    end: float
+    tls_version: str
+    records: dict
+    """``{"client": RecordStats, "server": RecordStats}``."""
+    close: CloseSummary
+    quality: Quality
+    findings: tuple = ()
+
+    def to_dict(self):
+        return to_plain(self)
+
+
+@dataclass(frozen=True, slots=True)
+class InputReport:
+    """One input file: what was read and what went wrong."""
+
+    path: str
+    format: str = None
+    packets: int = 0
+    tcp_connections: int = 0
+    tls_connections: int = 0
+    errors: tuple = ()
+
+
+def is_premature(conn):
+    """A connection closed prematurely: one of PREMATURE_CODES at medium or above."""
+    return any(f.code in PREMATURE_CODES and f.severity >= Severity.MEDIUM for f in conn.findings)
+
+
+@dataclass(frozen=True, slots=True)
+class Correlation:
+    """Premature closes against how the close sat on the peer's segments and records.
+
+    Counted over the TLS connections whose first close can be placed (a close and
+    peer records before it). ``cells`` is the contingency table: one entry per
+    (premature, aligned, last_record_straddled) with its number of connections.
+    """
+
+    connections: int = 0
+    premature: dict = field(default_factory=dict)
+    not_premature: dict = field(default_factory=dict)
+    cells: tuple = ()
+
+    @staticmethod
+    def from_counts(counts):
+        """``counts``: {(premature, aligned, straddled): n}."""
+        def row(flag):
+            mine = {k: n for k, n in counts.items() if k[0] == flag}
+            return {"total": sum(mine.values()),
+                    "aligned": sum(n for k, n in mine.items() if k[1]),
+                    "last_record_straddled": sum(n for k, n in mine.items() if k[2])}
+        cells = tuple({"premature": k[0], "aligned": k[1], "last_record_straddled": k[2], "connections": n}
+                      for k, n in sorted(counts.items(), key=lambda kv: (not kv[0][0], not kv[0][1], kv[0][2])))
+        return Correlation(connections=sum(counts.values()), premature=row(True),
+                           not_premature=row(False), cells=cells)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    connections: int = 0
+    tls_connections: int = 0
+    flagged: int = 0
+    by_code: dict = field(default_factory=dict)
+    correlation: Correlation = field(default_factory=Correlation)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What ``analyze`` returns: the inputs, the connections listed, a summary."""
+
+    inputs: tuple
+    connections: tuple
+    summary: Summary
+
+    def to_dict(self):
+        return {"schema": SCHEMA,
+                "tool": dict(TOOL),
+                "inputs": [to_plain(i) for i in self.inputs],
+                "connections": [to_plain(c) for c in self.connections],
+                "summary": to_plain(self.summary)}
+
+    def worst(self):
+        """The ``Severity`` of the worst finding listed (None: no finding)."""
+        return max((f.severity for c in self.connections for f in c.findings), default=None)
+
+    @property
+    def unreadable(self):
+        """Inputs that could not be read at all."""
+        return [i for i in self.inputs if i.format is None]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """One TLS record of the ``records`` command."""
+
+    file: str
+    stream: int
+    side: str
+    src: str
+    index: int
+    offset: int
+    type: int
+    version: str
+    length: int
+    segments: int
+    header_split: bool
+    first_frame: int
+    last_frame: int
+    time: float
+    straddling: bool = False
+    coalesced: bool = False
+    frames: tuple = ()
+    complete: bool = True
+    missing: int = 0
+
+
+def to_plain(value):
+    """Dataclasses to dicts, tuples to lists, floats rounded to the microsecond."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 6)
+    return value

@@ -1,0 +1,218 @@
+"""TCP segments -> connections: the connection table.
+
+Theory of operation
+-------------------
+``ConnectionTable.segment`` takes each decoded ``frame.Segment`` in capture
+order, finds its connection by 4-tuple (numbering connections as Wireshark's
+``tcp.stream`` does: in order of first packet; a SYN whose sequence number
+differs from the one its direction started with opens a new connection on
+the same 4-tuple) and hands it to ``Connection.packet``.
+
+A connection ends (``Connection.finish``, then ``on_connection``) when, after
+both FINs or a RST, ``linger`` seconds of capture time pass; when it has been
+idle for ``idle_timeout`` seconds; when a new SYN reuses its 4-tuple; or at
+the end of the capture. A small tombstone keeps the stream number of an ended
+connection so that late packets do not renumber the streams after it.
+
+Time moves on with ``tick`` (once per segment: now and then it sweeps for
+ended and idle connections); ``place`` hands a segment to its connection. A
+packet loop that lets a run of segments pass without a tick asks how far it may
+go (``run_budget``) and hands back what is left (``end_run``).
+"""
+
+import struct
+from typing import NamedTuple
+
+from ..frame import ACK, SYN
+from .connection import Connection, Side
+
+_PORTS = struct.Struct(">HH").pack
+
+LINGER = 2.0
+IDLE_TIMEOUT = 600.0
+SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections...
+SWEEP_SECONDS = 1.0  # ...or seconds of capture time, whichever comes first
+
+
+class Entry(NamedTuple):
+    """A connection as one direction of it finds it."""
+
+    connection: Connection
+    side: Side
+    """The side that sends in this direction."""
+    peer: Side
+    """The other side."""
+
+
+class Tombstone(NamedTuple):
+    """What is kept of an ended connection, for its late packets."""
+
+    stream: int
+    """Its stream number."""
+    kind: str
+    """``closed`` (late packets are dropped) or ``idle`` (a packet wakes it up)."""
+    time: float
+    """Capture time of its last packet."""
+    client: tuple
+    """The client's (address, port)."""
+
+
+def wire_key(src, sport, dst, dport):
+    """The addresses and ports of a segment as its IP and TCP headers carry them
+    (for IPv4 without options: 12 contiguous bytes of the frame)."""
+    return bytes(src) + bytes(dst) + _PORTS(sport, dport)
+
+
+class ConnectionTable:
+    """Finds each segment's connection, numbering them as Wireshark's tcp.stream."""
+
+    def __init__(self, on_connection, on_record=None, idle_timeout=IDLE_TIMEOUT,
+                 linger=LINGER):
+        self.on_connection = on_connection
+        self.on_record = on_record
+        self.idle_timeout = idle_timeout
+        self.linger = linger
+        self.by_key = {}              # (src, sport, dst, dport) -> Entry
+        self.by_wire = {}             # the same, keyed by wire_key (src + dst + ports as on the wire)
+        self.tombstones = {}          # (src, sport, dst, dport) -> Tombstone
+        self.streams = 0              # stream numbers given so far
+        self.late_packets = 0
+        self.now = 0.0                # capture time of the last segment
+        # Invariant: a sweep is due when the countdown reaches 0 or capture time
+        # passes the last sweep by SWEEP_SECONDS; nothing but tick (and end_run,
+        # for a run that ticked none) moves either.
+        self._countdown = SWEEP_EVERY
+        self._swept = float("-inf")   # capture time of the last sweep
+
+    def segment(self, frame, time, segment):
+        """A decoded segment (``frame.Segment``)."""
+        self.tick(time)
+        self.place(frame, time, segment)
+
+    def tick(self, time):
+        """Capture time moves on (once per segment): now and then, sweep."""
+        self.now = time
+        self._countdown -= 1
+        if not self._countdown or time - self._swept > SWEEP_SECONDS:
+            self._countdown = SWEEP_EVERY
+            self._swept = time
+            self.sweep()
+
+    def run_budget(self):
+        """(ticks left before a sweep is due, capture time of the last sweep): how
+        far a packet loop may let segments pass without ``tick``."""
+        return self._countdown, self._swept
+
+    def end_run(self, countdown, time):
+        """A packet loop let segments pass without ``tick`` (no sweep being due):
+        the ticks it has left of ``run_budget`` and the last one's capture time."""
+        self._countdown = countdown
+        self.now = time
+
+    def place(self, frame, time, segment):
+        """A decoded segment, after ``tick``: to its connection."""
+        src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
+        entry = self.by_key.get((src, sport, dst, dport))
+        if entry is None or flags & SYN or entry.side.first_seq is None:
+            entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
+            if entry is None:
+                return
+        entry.connection.packet(entry.side, entry.peer, frame, time, seq, ack, flags, payload,
+                                missing)
+
+    def entry(self, wire):
+        """The Entry of a direction by its ``wire_key`` (None: no such connection open)."""
+        return self.by_wire.get(wire)
+
+    def packet(self, frame, time, src, dst, sport, dport, seq, ack, flags, payload, missing):
+        """A segment given field by field."""
+        self.segment(frame, time, (src, dst, sport, dport, seq, ack, flags, 0, payload, missing))
+
+    def _place(self, key, frame, time, flags, seq, entry):
+        """The entry of a segment that may open, reopen or start a connection."""
+        if entry is None:
+            entry = self._open(key, frame, time, flags, seq)
+            if entry is None:
+                return None
+        elif flags & (SYN | ACK) == SYN and entry.side.first_seq is not None \
+                and seq != entry.side.first_seq:
+            # a new connection on the same 4-tuple
+            self._end(entry.connection, "port reuse")
+            entry = self._open(key, frame, time, flags, seq)
+        side = entry.side
+        if side.first_seq is None:
+            side.first_seq = seq if flags & SYN else (seq - 1) & 0xFFFFFFFF
+        if flags & SYN:
+            if flags & ACK:
+                side.synack = True
+            else:
+                side.syn = True
+        return entry
+
+    def _open(self, key, frame, time, flags, seq):
+        src, sport, dst, dport = key
+        tomb = self.tombstones.pop((src, sport, dst, dport), None) or \
+            self.tombstones.pop((dst, dport, src, sport), None)
+        if tomb is not None and not flags & SYN:
+            if tomb.kind == "closed":
+                # a late packet of an ended connection
+                self.tombstones[key] = tomb
+                self.late_packets += 1
+                return None
+            # the same connection, woken after an idle timeout: reported again, as
+            # a continuation with the same stream number and roles
+            conn = self._new(tomb.stream, key, time, midstream=True)
+            conn.continued = True
+            conn.fix_roles(tomb.client)
+        else:
+            self._new(self.streams, key, time, midstream=not flags & SYN)
+            self.streams += 1
+        return self.by_key[key]
+
+    def _new(self, stream, key, time, midstream):
+        src, sport, dst, dport = key
+        a, b = Side(src, sport), Side(dst, dport)
+        conn = Connection(stream, a, b, time, self.on_record, midstream)
+        self.by_key[key] = self.by_wire[wire_key(src, sport, dst, dport)] = Entry(conn, a, b)
+        self.by_key[(dst, dport, src, sport)] = self.by_wire[wire_key(dst, dport, src, sport)] = \
+            Entry(conn, b, a)
+        return conn
+
+    def _end(self, conn, reason):
+        a, b = conn.a, conn.b
+        key = (a.addr, a.port, b.addr, b.port)
+        self.by_key.pop(key, None)
+        self.by_key.pop((b.addr, b.port, a.addr, a.port), None)
+        self.by_wire.pop(wire_key(a.addr, a.port, b.addr, b.port), None)
+        self.by_wire.pop(wire_key(b.addr, b.port, a.addr, a.port), None)
+        kind = "idle" if reason == "idle" else "closed"
+        self.tombstones[key] = Tombstone(conn.stream, kind, conn.last,
+                                         (conn.client.addr, conn.client.port))
+        conn.end_reason = reason
+        conn.finish()
+        self.on_connection(conn)
+
+    def connections(self):
+        """The open connections, each once."""
+        return list({id(e.connection): e.connection for e in self.by_key.values()}.values())
+
+    def sweep(self):
+        """Finish connections that ended a while ago or went idle."""
+        now = self.now
+        ended = []
+        for conn in self.connections():
+            if conn.ended_at is not None and now - conn.last > self.linger:
+                ended.append((conn, "closed"))
+            elif now - conn.last > self.idle_timeout:
+                ended.append((conn, "idle"))
+        for conn, reason in sorted(ended, key=lambda item: item[0].stream):
+            self._end(conn, reason)
+        horizon = now - 2 * self.idle_timeout
+        if len(self.tombstones) > 100000:
+            self.tombstones = {k: v for k, v in self.tombstones.items() if v.time >= horizon}
+
+    def finish(self):
+        """End of the capture: finish every connection, in stream order."""
+        for conn in sorted(self.connections(), key=lambda c: c.stream):
+            self._end(conn, "end of capture")
+        self.tombstones = {}
