@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench golden clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# write tests/golden/ anew from the CLI's current output (then read the diff)
+golden: setup
+	$(BIN)/python tests/golden.py --update
 
 clean:
 	rm -rf $(VENV) build *.egg-info

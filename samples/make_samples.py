@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the sample captures in this directory with the lab.
 
-Each sample is one scenario of ``pcap-tls-split lab`` (pcap_tls_split/lab_scenarios.py)
+Each sample is one scenario of ``pcap-tls-split lab`` (pcap_tls_split/lab/scenarios.py)
 captured on loopback, i.e. what ``pcap-tls-split lab run SCENARIO`` does, with a
 fixed server port per sample (8401-8424) and the file names the test suite
 knows. The lab checks every capture against its scenario (re-capturing up to 3
@@ -16,7 +16,7 @@ Usage:
 
 Needs: root (or capture capabilities), tcpdump, dumpcap (for the pcapng one);
 tshark only for --show's decrypted column. The TLS server uses the lab's bundled
-TEST-ONLY certificate and key (pcap_tls_split/lab_cert.py).
+TEST-ONLY certificate and key (pcap_tls_split/lab/cert.py).
 """
 
 import argparse
@@ -28,8 +28,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from pcap_tls_split.lab_capture import CaptureUnavailable, CheckFailed, describe, read_layout  # noqa: E402
-from pcap_tls_split.lab_scenarios import run_scenario  # noqa: E402
+from pcap_tls_split.lab.capture import CaptureUnavailable, CheckFailed, describe, read_layout  # noqa: E402
+from pcap_tls_split.lab.scenarios import run_scenario  # noqa: E402
 
 # file, scenario, server port, options
 SAMPLES = [

@@ -1,128 +1,214 @@
-"""Findings on connections built segment by segment (the real ones are in test_samples)."""
+"""The findings (pcap_tls_split/findings/): one playbook per rule, and the code registry.
 
-from pcap_tls_split import findings
-from pcap_tls_split.tcp import ConnectionTable
+Each test is a script of what happens on the wire (tests/playbook.py) and the
+findings that must come out; the same signatures on real captures are in
+test_samples.py and test_lab.py.
+"""
 
-ACK, PSH, FIN, SYN, RST = 0x10, 0x08, 0x01, 0x02, 0x04
-CLIENT, SERVER = b"\x0a\x00\x00\x02", b"\x0a\x00\x00\x01"
+import re
+from pathlib import Path
 
+import pytest
 
-def record(content_type, body):
-    return bytes([content_type, 3, 3]) + len(body).to_bytes(2, "big") + body
+from pcap_tls_split.findings import CODES, PREMATURE_CODES, SEVERITIES, Severity
+from playbook import Wire, alert, app, ccs, client_hello, codes, record, server_hello
 
-
-class Wire:
-    """A TCP connection written packet by packet into a ConnectionTable."""
-
-    def __init__(self):
-        self.ended = []
-        self.table = ConnectionTable(self.ended.append)
-        self.frame = 0
-        self.time = 1000.0
-        self.seq = {"client": 1000, "server": 5000}
-        self.table_packet("client", SYN, b"", ack=0)
-        self.seq["client"] += 1
-        self.table_packet("server", SYN | ACK, b"")
-        self.seq["server"] += 1
-        self.table_packet("client", ACK, b"")
-
-    def table_packet(self, side, flags, payload, ack=None, dt=0.001):
-        self.frame += 1
-        self.time += dt
-        other = "server" if side == "client" else "client"
-        src, dst = (CLIENT, SERVER) if side == "client" else (SERVER, CLIENT)
-        sport, dport = (50000, 443) if side == "client" else (443, 50000)
-        self.table.packet(self.frame, self.time, src, dst, sport, dport, self.seq[side],
-                          self.seq[other] if ack is None else ack, flags, payload, 0)
-
-    def send(self, side, payload, flags=ACK | PSH, ack=None, dt=0.001):
-        self.table_packet(side, flags, payload, ack=ack, dt=dt)
-        self.seq[side] += len(payload) + (1 if flags & FIN else 0)
-
-    def findings(self):
-        self.table.finish()
-        (conn,) = self.ended
-        return conn, findings.evaluate(findings.Facts(conn))
+ROOT = Path(__file__).resolve().parent.parent
+SIGNATURES = ROOT.parent / "shared" / "SIGNATURES.md"
 
 
-HELLO = record(22, bytes.fromhex("01000004") + b"\x03\x03\x00\x00")
-SERVER_HELLO = record(22, bytes.fromhex("02000026") + b"\x03\x03" + b"\x11" * 32 + b"\x00\x00\x2f\x00")
+# -- the registry --------------------------------------------------------------------
+
+def test_severities_are_ordered_and_are_their_words():
+    assert Severity.INFO < Severity.LOW < Severity.MEDIUM < Severity.HIGH
+    assert Severity.HIGH >= "medium" and not Severity.LOW >= "medium"
+    assert Severity("high") is Severity.HIGH and Severity.HIGH == "high" and str(Severity.LOW) == "low"
+    assert SEVERITIES == ("info", "low", "medium", "high")
+    assert max([Severity.LOW, Severity.HIGH, Severity.INFO]) is Severity.HIGH
 
 
-def handshake(wire):
-    wire.send("client", HELLO)
-    wire.send("server", SERVER_HELLO + record(20, b"\x01") + record(22, b"\x77" * 40))
-    wire.send("client", record(20, b"\x01") + record(22, b"\x66" * 40))
-    wire.send("client", record(23, b"GET / HTTP/1.1\r\n\r\n"))
+def test_the_registry_names_the_readme_codes_with_their_severity():
+    readme = (ROOT / "README.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| (\w+) \|", readme, re.M))
+    assert table == {name: code.severity.value for name, code in CODES.items()}
+    assert set(PREMATURE_CODES) == {"close_inside_record", "close_before_pending_records",
+                                    "close_before_peer_finished"}
 
 
-def test_abort_in_the_middle_of_a_bulk_transfer_with_many_records_in_flight():
-    """Captured at the server: 400 records sent beyond what the client had acknowledged."""
+# -- close_before_pending_records: the field bug ----------------------------------------
+
+def field_bug(pause=0.3, tls13=False):
+    """The field report: two response records in two segments, the client closes
+    after the first, the second arrives and is answered with RST."""
     wire = Wire()
-    handshake(wire)
-    base = wire.seq["server"]
-    bodies = [record(23, bytes([i % 256]) * 1000) for i in range(500)]
-    for body in bodies[:450]:
-        wire.send("server", body, dt=0.0001)
-    # the client had 10.5 records when it closed
-    reach = base + 10 * 1005 + 500
-    wire.send("client", b"", flags=ACK | FIN, ack=reach)
-    for body in bodies[450:]:
-        wire.send("server", body, dt=0.0001)
-    wire.send("client", b"", flags=RST | ACK, ack=reach)
-    conn, found = wire.findings()
-    inside = [f for f in found if f.code == "close_inside_record"]
-    assert inside, [f.code for f in found]
-    assert inside[0].side == "client" and inside[0].evidence["record_index"] == 10 + 3
-    assert inside[0].evidence["bytes_received"] == 500
-    assert len(conn.server.records) < 600
+    (wire.tls13 if tls13 else wire.tls12)(request=app(60, b"g"))
+    wire.server.send(app(120, b"h"))                # the headers record
+    wire.client.fin(after=0.1)                      # "no more data": the client closes
+    wire.server.send(app(400, b"b"), after=pause - 0.1)  # the body record, too late
+    wire.client.rst()
+    return wire
 
 
-def test_records_kept_stay_few_on_a_long_healthy_connection():
-    wire = Wire()
-    handshake(wire)
-    for i in range(3000):
-        wire.send("server", record(23, b"x" * 500))
-        wire.send("client", b"", flags=ACK)
-    conn = wire.table.by_key[(SERVER, 443, CLIENT, 50000)][0]
-    assert len(conn.server.records) <= 3
-    assert conn.server.total == 3 + 3000 - 1  # the last record is held until the next starts
-
-
-# ServerHello negotiating TLS 1.3: supported_versions (43) = 0x0304
-SERVER_HELLO_13 = record(22, bytes.fromhex("0200002e") + b"\x03\x03" + b"\x22" * 32
-                         + bytes.fromhex("00 1301 00 0006 002b 0002 0304"))
+def test_the_field_bug_is_close_before_pending_records():
+    found = field_bug().findings()
+    assert ("close_before_pending_records", "client", "high") in codes(found)
+    assert ("reset_on_data_after_close", "client", "medium") in codes(found)
+    (pending,) = [f for f in found if f.code == "close_before_pending_records"]
+    evidence = pending.evidence
+    assert evidence["records_pending"] == 1 and evidence["bytes_pending"] == 405
+    assert evidence["aligned"] is True and evidence["last_received"]["length"] == 120
+    assert abs(evidence["peer_pause"] - 0.3) < 1e-6
 
 
 def test_tls13_client_certificate_flight_is_handshake_and_tickets_are_not_data():
     """A TLS 1.3 client with a certificate (Certificate, CertificateVerify, Finished) that
     closes right after the handshake: the tickets pending are post-handshake (info)."""
     wire = Wire()
-    wire.send("client", HELLO)
-    wire.send("server", SERVER_HELLO_13 + record(20, b"\x01") + record(23, b"\x55" * 900))
-    wire.send("client", record(20, b"\x01") + record(23, b"c" * 700) + record(23, b"v" * 280)
-              + record(23, b"f" * 53))
-    wire.send("client", b"", flags=ACK | FIN, dt=0.05)
-    wire.send("server", record(23, b"t" * 250) + record(23, b"t" * 250), dt=0.2)
-    wire.send("client", b"", flags=RST | ACK)
-    conn, found = wire.findings()
-    codes = {(f.code, f.severity) for f in found}
-    assert ("close_before_pending_records", "info") in codes, codes
-    assert ("reset_on_data_after_close", "info") in codes
-    assert not any(f.severity == "high" for f in found)
+    wire.client.send(client_hello())
+    wire.server.send(server_hello("1.3"), ccs(), app(900, b"\x55"))
+    wire.client.send(ccs(), app(700, b"c"), app(280, b"v"), app(53, b"f"))
+    wire.client.fin(after=0.05)
+    wire.server.send(app(250, b"t"), app(250, b"t"), after=0.2)
+    wire.client.rst()
+    found = wire.findings()
+    assert ("close_before_pending_records", "client", "info") in codes(found)
+    assert ("reset_on_data_after_close", "client", "info") in codes(found)
+    assert not any(f.severity >= Severity.HIGH for f in found)
 
 
-def test_reaction_and_alignment_from_what_the_closer_had_received():
-    """Captured at the server: the client's ACK covers only the first of three segments."""
+# -- close_inside_record ---------------------------------------------------------------
+
+def test_a_close_with_half_a_record_received_is_close_inside_record():
     wire = Wire()
-    handshake(wire)
-    base = wire.seq["server"]
-    body = record(23, b"r" * 3000)
-    for i in range(3):
-        wire.send("server", body[i * 1000:(i + 1) * 1000 + (5 if i == 2 else 0)], dt=0.001)
-    wire.send("client", b"", flags=ACK | FIN, ack=base + 1000, dt=0.08)
-    wire.send("server", b"", flags=ACK | FIN, dt=0.001)
-    conn, found = wire.findings()
-    (inside,) = [f for f in found if f.code == "close_inside_record"]
-    assert inside.evidence["segments_received"] == 1 and inside.evidence["bytes_received"] == 1000
+    wire.tls12(request=app(40))
+    body = app(3000, b"r")
+    for i in range(3):                          # one record in three segments
+        wire.server.send(body[i * 1000:(i + 1) * 1000 + (5 if i == 2 else 0)])
+    wire.client.fin(ack=wire.server.sent - 2005, after=0.08)   # had only the first segment
+    wire.server.fin()
+    (inside,) = [f for f in wire.findings() if f.code == "close_inside_record"]
+    assert inside.severity == "high" and inside.side == "client"
+    assert inside.evidence["segments_received"] == 1 and inside.evidence["segments_total"] == 3
     assert abs(inside.evidence["reaction_time"] - 0.082) < 1e-6  # from the first segment, not the last
+
+
+def test_abort_in_the_middle_of_a_bulk_transfer_with_many_records_in_flight():
+    """Captured at the server: 400 records sent beyond what the client had acknowledged."""
+    wire = Wire()
+    wire.tls12(request=app(40))
+    base = wire.server.sent
+    bodies = [app(1000, bytes([i % 256])) for i in range(500)]
+    for body in bodies[:450]:
+        wire.server.send(body, after=0.0001)
+    reach = base + 10 * 1005 + 500               # the client had 10.5 records when it closed
+    wire.client.fin(ack=reach)
+    for body in bodies[450:]:
+        wire.server.send(body, after=0.0001)
+    wire.client.rst(ack=reach)
+    found = wire.findings()
+    (inside,) = [f for f in found if f.code == "close_inside_record"]
+    assert inside.side == "client" and inside.evidence["record_index"] == 10 + 3
+    assert inside.evidence["bytes_received"] == 500
+    assert len(wire.connection().server.records) < 600
+
+
+# -- close_before_peer_finished ---------------------------------------------------------
+
+def test_a_client_that_gives_up_during_the_servers_pause():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.client.fin(after=2.0)                  # no answer came: the client gives up
+    wire.server.rst(after=0.001)
+    found = wire.findings()
+    assert ("close_before_peer_finished", "client", "medium") in codes(found)
+    (finding,) = [f for f in found if f.code == "close_before_peer_finished"]
+    assert finding.evidence["close"] == "idle" and finding.evidence["peer_answered"] is False
+
+
+def test_not_when_the_peer_answered_and_closed_its_session_before_its_rst():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(200))
+    wire.client.send(alert(), after=0.01)
+    wire.client.fin()
+    wire.server.send(alert())
+    wire.server.rst()
+    assert "close_before_peer_finished" not in {f.code for f in wire.findings()}
+
+
+# -- the other codes -----------------------------------------------------------------------
+
+def test_close_during_handshake():
+    wire = Wire()
+    wire.client.send(client_hello())
+    wire.server.send(server_hello("1.2"))
+    wire.client.fin(after=0.2)
+    wire.server.fin()
+    assert ("close_during_handshake", "client", "medium") in codes(wire.findings())
+
+
+def test_truncated_record():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(500)[:300])            # it stops 205 bytes short
+    wire.server.fin()
+    (cut,) = [f for f in wire.findings() if f.code == "truncated_record"]
+    assert cut.side == "server" and cut.evidence["bytes_missing"] == 205
+
+
+def test_no_close_notify_abortive_close_and_fast_close():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(300))
+    wire.server.fin(after=0.001)                # the last record and the FIN back to back
+    wire.client.rst(after=0.05)
+    found = codes(wire.findings())
+    assert ("no_close_notify", "server", "low") in found
+    assert ("fast_close_after_data", "server", "info") in found
+    assert ("abortive_close", "client", "low") in found
+
+
+def test_capture_ended_inside_record():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(2000)[:1000])
+    assert ("capture_ended_inside_record", "server", "info") in codes(wire.findings())
+
+
+def test_a_clean_exchange_has_no_finding():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(300))
+    wire.client.send(alert(), after=0.01)
+    wire.client.fin()
+    wire.server.send(alert())
+    wire.server.fin()
+    assert wire.findings() == []
+
+
+def test_records_kept_stay_few_on_a_long_healthy_connection():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    for _ in range(3000):
+        wire.server.send(app(500, b"x"))
+        wire.client.ack()
+    conn = wire.table.entry(b"".join((wire.server.addr, wire.client.addr,
+                                      (443).to_bytes(2, "big"), (50000).to_bytes(2, "big")))).connection
+    assert len(conn.server.records) <= 3
+    assert conn.server.total == 3 + 3000 - 1  # the last record is held until the next starts
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_every_finding_names_a_registered_code(version):
+    wire = field_bug(tls13=version == "1.3")
+    for finding in wire.findings():
+        assert finding.code in CODES
+        assert isinstance(finding.severity, Severity)
+
+
+def test_the_report_is_built_from_the_same_facts():
+    report = field_bug().report()
+    assert report.close.first_closer == "client" and report.close.kind == "fin"
+    assert report.close.aligned is True and report.close.last_record_straddled is False
+    assert [f.code for f in report.findings][:1] == ["close_before_pending_records"]
+    assert record(23, b"") == bytes.fromhex("1703030000")

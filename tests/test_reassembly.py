@@ -2,7 +2,7 @@
 
 from hypothesis import given, settings, strategies as st
 
-from pcap_tls_split.frame import ACK, FIN, SYN
+from pcap_tls_split.frame import ACK, SYN
 from pcap_tls_split.tcp import Data, Gap, SideStream
 
 

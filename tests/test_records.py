@@ -248,3 +248,27 @@ def test_gap_after_a_header_cut_at_the_end_of_a_chunk():
     out += tracker.data(112, SERVER_FLIGHT[116:], 2, 1.0)
     out += tracker.end()
     assert shape(out)[-1] == (421 - 116 + 112, 23, 19)
+
+
+# -- the body in progress: in_body, skip_body, end_body_run ---------------------------------
+
+def test_in_body_says_how_many_body_bytes_a_caller_may_skip():
+    tracker = RecordTracker()
+    first = tracker.data(0, CLIENT_FLIGHT[:101 + 5 + 10], 1, 0.0)   # 10 bytes into the data record
+    assert [r.type for r in first] == [22, 20, 22]
+    assert tracker.in_body(116) == 90
+    assert tracker.in_body(115) == 0                   # not where the tracker is
+    tracker.skip_body(116, 40, 2, 1.0)
+    assert tracker.in_body(156) == 50
+    # a run of three more segments handed back at once: as if skipped one by one
+    tracker.end_body_run([3, 4, 5], [166, 176, 186], 186, 20, 4.0)
+    records = first + tracker.data(186, CLIENT_FLIGHT[186:], 6, 5.0) + tracker.end()
+    data = [r for r in records if r.type == 23][0]
+    assert data.frames == (1, 2, 3, 4, 5, 6) and data.segment_ends == (116, 156, 166, 176, 186, 206)
+    assert data.first_time == 0.0 and data.last_time == 5.0
+
+
+def test_a_body_that_is_read_is_never_skipped():
+    tracker = RecordTracker()
+    tracker.data(0, CLIENT_FLIGHT[:20], 1, 0.0)        # inside the ClientHello, which is parsed
+    assert tracker.in_body(20) == 0

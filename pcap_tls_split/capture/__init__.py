@@ -6,6 +6,6 @@ walked by ``pcap.py`` and ``pcapng.py`` over the byte streams of ``streams.py``
 (a file, a pipe, gzip).
 """
 
-from .reader import Capture, CaptureError, open_capture
+from .reader import Capture, CaptureError, Frame, open_capture
 
-__all__ = ["Capture", "CaptureError", "open_capture"]
+__all__ = ["Capture", "CaptureError", "Frame", "open_capture"]

@@ -16,13 +16,29 @@ been yielded, and a one-line message naming the file is appended to
 import os
 import stat
 import sys
+from typing import NamedTuple
 
 from . import pcap, pcapng
 from .formats import (BYTE_ORDER_MAGICS, GZIP_MAGIC, LINKTYPE_NAMES, PCAP_HEADER_LENGTH,
                       PCAP_MAGICS, PCAP_MODIFIED_MAGICS, PCAPNG_MAGIC, SHB_LENGTH)
 from .streams import Cut, GzipSource, RawSource, read_at_least
 
-__all__ = ["CaptureError", "Capture", "open_capture"]
+__all__ = ["CaptureError", "Capture", "Frame", "open_capture"]
+
+
+class Frame(NamedTuple):
+    """One captured packet."""
+
+    number: int
+    """Its frame number, 1-based, as Wireshark numbers frames (blocks that are no packets count too)."""
+    time: float
+    """Capture time, seconds since the epoch."""
+    linktype: int
+    """Its link type (``formats.LINKTYPE_*``)."""
+    data: bytes
+    """The captured bytes."""
+    orig_len: int
+    """Its length on the wire (more than ``len(data)`` when the snap length cut it)."""
 
 
 class CaptureError(Exception):
@@ -74,18 +90,19 @@ class Capture:
                 pass
 
     def frames(self):
-        """Iterator of (frame_number, timestamp, linktype, data, orig_len), one per
-        packet.  Damage stops it and is reported in `errors`; it never raises."""
+        """Iterator of ``Frame``s, one per packet.  Damage stops it and is reported
+        in `errors`; it never raises."""
         for buf, packets in self.batches():
             for start, incl, orig, time, n, linktype in packets:
-                yield n, time, linktype, buf[start:start + incl], orig
+                yield Frame(n, time, linktype, buf[start:start + incl], orig)
 
     def batches(self):
         """Iterator of (buf, packets): the packets of one read, without copying them
         out of it.  ``packets`` is a list of (start, captured length, orig_len,
         timestamp, frame_number, linktype): the packet's bytes are
         ``buf[start:start + captured length]``.  Like ``frames()``, which it
-        underlies: damage stops it and is reported in `errors`; it never raises."""
+        underlies: damage stops it and is reported in `errors`; it never raises.
+        (Plain tuples, not ``Frame``s: the fused packet loop reads one per packet.)"""
         if self._used:
             if self.path == "-":
                 return iter(())          # standard input cannot be read twice

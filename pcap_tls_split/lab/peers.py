@@ -492,7 +492,7 @@ def _wait(end, seconds, plan):
     return "fin" if end.eof else None
 
 
-def _next_request(end, timeout):
+def next_request(end, timeout):
     """('request', bytes) | ('close_notify'|'fin'|'reset'|'timeout', None)."""
     while True:
         try:
@@ -547,9 +547,9 @@ def serve_connection(end, plan, log, ctl=None):
                 time.sleep(plan.ticket_delay)
             _send(end, rest, what, log)
         while True:
-            kind, msg = _next_request(end, plan.idle_timeout)
+            kind, msg = next_request(end, plan.idle_timeout)
             if kind != "request":
-                how = _peer_ended(end, kind, plan, log, responses)
+                how = peer_ended(end, kind, plan, log, responses)
                 return how
             log(f"request: {first_line(msg)} ({len(msg)} B)")
             _respond(end, plan, log, ctl)
@@ -623,7 +623,7 @@ def _abort_on_peer_close(end, seen, log, when):
     raise _Ended(f"the peer closed first (FIN) {when}; answered with RST")
 
 
-def _peer_ended(end, kind, plan, log, responses):
+def peer_ended(end, kind, plan, log, responses):
     """The peer closed (or went quiet) while we waited for a request."""
     if kind == "reset":
         log("peer RST")
@@ -742,7 +742,7 @@ def _close_first(end, plan, log):
         return "the server closed first (FIN with its last data)"
     # keep reading until the peer's FIN
     while True:
-        kind, msg = _next_request(end, plan.idle_timeout)
+        kind, msg = next_request(end, plan.idle_timeout)
         if kind == "request":
             log(f"request after our FIN, ignored: {first_line(msg)}")
             continue

@@ -269,8 +269,8 @@ def srv_straddling(end, ctl, log):
     data = end.records(T.response_head("200 OK", len(body), "application/octet-stream") + body)
     end.send(data)
     log(f"sent 1 MiB in one send ({len(data)} B)")
-    how, _ = T._next_request(end, 10)
-    T._peer_ended(end, how, ServerPlan(idle_timeout=10), log, 2)
+    how, _ = T.next_request(end, 10)
+    T.peer_ended(end, how, ServerPlan(idle_timeout=10), log, 2)
 
 
 def cli_straddling(end, log):

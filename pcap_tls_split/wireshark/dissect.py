@@ -272,8 +272,8 @@ def our_connection(conn, report=None):
         role = conn.role(side)
         peer = conn.peer(side)
         sides[role] = OurSide(role, side.endpoint, peer.endpoint,
-                               fin=side.fin[0] if side.fin else None,
-                               rst=side.rst[0] if side.rst else None)
+                               fin=side.fin.frame if side.fin else None,
+                               rst=side.rst.frame if side.rst else None)
     midstream = conn.midstream or any(s.stream.midstream for s in (conn.a, conn.b))
     starts = [s.tracker.tls_start for s in (conn.a, conn.b)
               if s.tracker is not None and s.tracker.tls_start is not None]

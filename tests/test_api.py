@@ -1,4 +1,5 @@
-"""Many files: worker processes (-j) and a Dask cluster give what one process gives."""
+"""The library API (pcap_tls_split/api/): analyze() and records(), several files at once
+(worker processes, a Dask cluster), progress."""
 
 import subprocess
 import sys
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from pcap_tls_split import analyze
-from pcap_tls_split.tcp import ConnectionTable
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 FILES = sorted(str(p) for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -41,19 +41,6 @@ def test_dask_cluster_gives_the_same_report():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
         assert callbacks(dask=cluster.scheduler_address) == callbacks()
-
-
-def test_idle_connections_are_finished_and_freed():
-    """A connection idle past the timeout is finished while the capture goes on."""
-    ended = []
-    table = ConnectionTable(ended.append, idle_timeout=60)
-    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
-    table.packet(1, 1000.0, a, b, 40000, 443, 100, 0, 0x02, b"", 0)
-    for frame in range(2, 20000):  # other traffic goes on for an hour
-        table.packet(frame, 1000.0 + frame * 0.2, a, b, 40001, 443, 5000 + frame, 0, 0x10, b"", 0)
-    assert [c.stream for c in ended] == [0]
-    assert ended[0].end_reason == "idle"
-    assert len({id(entry[0]) for entry in table.by_key.values()}) == 1
 
 
 class _Terminal:
@@ -90,17 +77,14 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     assert "files" not in result.output and result.exit_code == 1
 
 
-def test_a_connection_woken_after_the_idle_timeout_keeps_its_stream_and_roles():
-    ended = []
-    table = ConnectionTable(ended.append, idle_timeout=60)
-    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
-    table.packet(1, 1000.0, a, b, 40000, 443, 100, 0, 0x02, b"", 0)          # SYN from the client
-    table.packet(2, 1000.1, b, a, 443, 40000, 900, 101, 0x12, b"", 0)        # SYN-ACK
-    for frame in range(3, 20000):                                            # other traffic, an hour
-        table.packet(frame, 1000.0 + frame * 0.2, a, b, 40001, 443, 5000 + frame, 0, 0x10, b"", 0)
-    table.packet(20000, 5000.0, b, a, 443, 40000, 901, 101, 0x10, b"late", 0)  # the server wakes
-    table.finish()
-    first, woken, other = sorted(ended, key=lambda c: (c.stream, c.continued))
-    assert (first.stream, woken.stream, woken.continued) == (0, 0, True)
-    assert woken.client.port == 40000 and not woken.role_inferred
-    assert table.streams == 2
+def test_the_reference_loop_gives_the_same_report():
+    assert analyze(FILES[:4], all_connections=True, fused=False) == analyze(FILES[:4], all_connections=True)
+
+
+def test_records_lists_every_record_of_the_stream_asked_for():
+    import pcap_tls_split
+    path = str(SAMPLES / "field-bug-tls12.pcap")
+    rows = pcap_tls_split.records(path)
+    assert rows and {r.stream for r in rows} == {0}
+    assert pcap_tls_split.records(path, stream=1) == []
+    assert [r.index for r in rows if r.side == "server"] == list(range(sum(r.side == "server" for r in rows)))

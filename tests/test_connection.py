@@ -1,0 +1,168 @@
+"""Connections and the connection table (pcap_tls_split/tcp/connection.py, table.py)."""
+
+from pcap_tls_split.frame import ACK, FIN, PSH, SYN
+from pcap_tls_split.tcp import ConnectionTable, Entry, SegmentEnd
+from pcap_tls_split.tcp.connection import RUN
+from pcap_tls_split.tcp.table import wire_key
+from playbook import CLIENT_ADDR, CLIENT_PORT, SERVER_ADDR, SERVER_PORT, Wire, app, client_hello
+
+
+def test_stream_numbers_in_order_of_first_packet_and_port_reuse_opens_a_new_one():
+    ended = []
+    table = ConnectionTable(ended.append)
+    a, b = CLIENT_ADDR, SERVER_ADDR
+    table.packet(1, 1.0, a, b, 40000, 443, 100, 0, SYN, b"", 0)
+    table.packet(2, 1.1, a, b, 40001, 443, 200, 0, SYN, b"", 0)
+    table.packet(3, 1.2, b, a, 443, 40000, 900, 101, SYN | ACK, b"", 0)
+    table.packet(4, 9.0, a, b, 40000, 443, 7777, 0, SYN, b"", 0)      # another ISN: a new connection
+    table.finish()
+    assert sorted((c.stream, c.a.port, c.end_reason) for c in ended) == [
+        (0, 40000, "port reuse"), (1, 40001, "end of capture"), (2, 40000, "end of capture")]
+    assert table.streams == 3
+
+
+def test_entries_by_tuple_and_by_wire_key_are_the_same():
+    wire = Wire()
+    entry = wire.table.entry(wire_key(CLIENT_ADDR, CLIENT_PORT, SERVER_ADDR, SERVER_PORT))
+    assert isinstance(entry, Entry) and entry.side.port == CLIENT_PORT and entry.peer.port == SERVER_PORT
+    assert wire.table.by_key[(CLIENT_ADDR, CLIENT_PORT, SERVER_ADDR, SERVER_PORT)] == entry
+
+
+def test_roles_from_the_syn_else_the_client_hello_else_the_higher_port():
+    wire = Wire()
+    assert wire.connection().client.port == CLIENT_PORT and not wire.connection().role_inferred
+    # no SYN seen: the ClientHello's sender is the client, even from the lower port
+    wire = Wire(handshake=False)
+    wire.server.send(b"")                      # the server's packet comes first
+    wire.client.send(client_hello())
+    conn = wire.connection()
+    assert conn.client.port == CLIENT_PORT and not conn.role_inferred and conn.midstream
+    # neither: the higher port
+    wire = Wire(handshake=False)
+    wire.server.send(app(10))
+    conn = wire.connection()
+    assert conn.client.port == CLIENT_PORT and conn.role_inferred
+
+
+def test_a_close_notes_its_reach_and_the_last_segment_received():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(100))
+    wire.server.send(app(100))
+    wire.client.fin(ack=wire.server.sent - 105)       # had the first of the two
+    conn = wire.connection()
+    close = conn.client.close
+    assert close.kind == "fin" and not close.reach_estimated
+    assert close.reach == wire.server.sent - 105
+    assert isinstance(conn.client.close_peer_segment, SegmentEnd)
+    assert conn.client.close_peer_segment.end == close.reach
+    assert conn.client.fin.frame == close.frame
+
+
+def test_idle_connections_are_finished_and_freed():
+    """A connection idle past the timeout is finished while the capture goes on."""
+    ended = []
+    table = ConnectionTable(ended.append, idle_timeout=60)
+    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+    table.packet(1, 1000.0, a, b, 40000, 443, 100, 0, SYN, b"", 0)
+    for frame in range(2, 20000):  # other traffic goes on for an hour
+        table.packet(frame, 1000.0 + frame * 0.2, a, b, 40001, 443, 5000 + frame, 0, ACK, b"", 0)
+    assert [c.stream for c in ended] == [0]
+    assert ended[0].end_reason == "idle"
+    assert len(table.connections()) == 1
+
+
+def test_a_connection_woken_after_the_idle_timeout_keeps_its_stream_and_roles():
+    ended = []
+    table = ConnectionTable(ended.append, idle_timeout=60)
+    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+    table.packet(1, 1000.0, a, b, 40000, 443, 100, 0, SYN, b"", 0)          # SYN from the client
+    table.packet(2, 1000.1, b, a, 443, 40000, 900, 101, SYN | ACK, b"", 0)  # SYN-ACK
+    for frame in range(3, 20000):                                           # other traffic, an hour
+        table.packet(frame, 1000.0 + frame * 0.2, a, b, 40001, 443, 5000 + frame, 0, ACK, b"", 0)
+    table.packet(20000, 5000.0, b, a, 443, 40000, 901, 101, ACK, b"late", 0)  # the server wakes
+    table.finish()
+    first, woken, other = sorted(ended, key=lambda c: (c.stream, c.continued))
+    assert (first.stream, woken.stream, woken.continued) == (0, 0, True)
+    assert woken.client.port == 40000 and not woken.role_inferred
+    assert table.streams == 2
+
+
+def _two_tables():
+    """The same connection up to the middle of a 4000-byte record body, twice."""
+    wires = []
+    for _ in range(2):
+        wire = Wire()
+        wire.tls12(request=app(40))
+        wire.server.send(app(4000)[:1000])
+        wires.append(wire)
+    return wires
+
+
+def test_segment_in_order_does_what_packet_does_and_says_when_a_run_may_go_on():
+    by_packet, in_order = _two_tables()
+    body = app(4000)[1000:]
+    entry = in_order.table.entry(wire_key(SERVER_ADDR, SERVER_PORT, CLIENT_ADDR, CLIENT_PORT))
+    for i in range(3):
+        chunk = body[i * 1000:(i + 1) * 1000 if i < 2 else None]
+        by_packet.server.send(chunk)
+        in_order.frame += 1
+        in_order.time += 0.001
+        seq = in_order.server.seq
+        buf = b"\0" * 7 + chunk
+        done = entry.connection.segment_in_order(entry.side, entry.peer, buf, 7, len(chunk), seq,
+                                                 in_order.client.seq, ACK | PSH, in_order.frame,
+                                                 in_order.time)
+        in_order.server.seq += len(chunk)
+        assert done == (RUN if i < 2 else True)     # the last segment completes the record
+    a, b = by_packet.connection(), in_order.connection()
+    for side in ("a", "b"):
+        assert getattr(a, side).counters() == getattr(b, side).counters()
+    # a segment out of order is not taken
+    wire = Wire()
+    wire.tls12()
+    entry = wire.table.entry(wire_key(SERVER_ADDR, SERVER_PORT, CLIENT_ADDR, CLIENT_PORT))
+    assert entry.connection.segment_in_order(entry.side, entry.peer, b"x" * 10, 0, 10,
+                                             wire.server.seq + 5, wire.client.seq, ACK, 99, 2000.0) is False
+
+
+def test_a_run_handed_back_with_end_run_leaves_the_state_packet_would():
+    by_packet, by_run = _two_tables()
+    body = app(4000)[1000:]
+    chunks = [body[i * 500:(i + 1) * 500] for i in range(4)]      # inside the body: 3000 left
+    for chunk in chunks:
+        by_packet.server.send(chunk)
+    entry = by_run.table.entry(wire_key(SERVER_ADDR, SERVER_PORT, CLIENT_ADDR, CLIENT_PORT))
+    side = entry.side
+    frames, ends, times = [], [], []
+    left = side.tracker.in_body(side.stream.next)
+    end = side.stream.next
+    for chunk in chunks:
+        by_run.frame += 1
+        by_run.time += 0.001
+        end += len(chunk)
+        left -= len(chunk)
+        frames.append(by_run.frame)
+        ends.append(end)
+        times.append(by_run.time)
+    entry.connection.end_run(side, frames, ends, times, left)
+    by_run.server.seq += 2000
+    countdown, _ = by_run.table.run_budget()
+    by_run.table.end_run(countdown - 4, by_run.time)
+    for wire in (by_packet, by_run):
+        wire.server.send(body[2000:])
+        wire.client.fin()
+    a, b = by_packet.connection(), by_run.connection()
+    assert a.server.counters() == b.server.counters() and a.client.counters() == b.client.counters()
+    assert [r.frames for r in a.server.records] == [r.frames for r in b.server.records]
+
+
+def test_late_packets_of_an_ended_connection_are_dropped():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.client.fin()
+    wire.server.fin()
+    wire.client.ack(after=5.0)                   # past the linger: the connection ends
+    wire.server.send(app(10), after=0.1, flags=ACK | PSH | FIN)
+    wire.table.finish()
+    assert len(wire.ended) == 1 and wire.table.late_packets >= 1
