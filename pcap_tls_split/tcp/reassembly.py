@@ -267,9 +267,9 @@ class SideStream:
 
     # -- internals ------------------------------------------------------------
 
-    def _deliver(self, offset, payload, frame, time, missing):
-        self.hole_acked = 0
-        events = []
+    def _emit(self, events, offset, payload, frame, time, missing):
+        """A piece delivered at ``offset``: its captured bytes, then the bytes the
+        snap length cut (a gap); the stream's new end."""
         if payload:
             events.append(Data(offset, payload, frame, time))
         offset += len(payload)
@@ -279,6 +279,11 @@ class SideStream:
             self.gap_bytes += missing
             offset += missing
         self.next = offset
+
+    def _deliver(self, offset, payload, frame, time, missing):
+        self.hole_acked = 0
+        events = []
+        self._emit(events, offset, payload, frame, time, missing)
         if self.held:
             self._drain(events)
         return events
@@ -307,15 +312,7 @@ class SideStream:
                 self.held_bytes += len(payload)
             payload, frame, time, missing = entry
             self.held_bytes -= len(payload)
-            if payload:
-                events.append(Data(nxt, payload, frame, time))
-            nxt += len(payload)
-            if missing > 0:
-                events.append(Gap(nxt, missing))
-                self.gaps += 1
-                self.gap_bytes += missing
-                nxt += missing
-            self.next = nxt
+            self._emit(events, nxt, payload, frame, time, missing)
 
     def _skip_hole(self):
         """Give up on the hole before the first held segment: it is a capture gap."""
