@@ -5,7 +5,7 @@
     tshark_record_details(path) -> [dict, ...]  one per record, with the frame
                                    tshark reports it in and its sequence number
 
-tshark runs with fixed preferences (PREFS), two passes (-2, the view the
+tshark runs with the package's fixed preferences (PREFS), two passes (-2, the view the
 Wireshark GUI shows), no name resolution, the C locale, and an empty personal
 configuration directory (WIRESHARK_CONFIG_DIR), so that nobody's own
 preferences, decode-as entries or key log files change the answer.
@@ -43,30 +43,10 @@ import threading
 __all__ = ["PREFS", "TsharkError", "tshark_command", "tshark_records",
            "tshark_record_details", "tshark_streams"]
 
-# Every preference that matters is set, so neither defaults nor a profile do.
-PREFS = (
-    # subdissectors may ask TCP to reassemble: records spanning segments
-    "tcp.desegment_tcp_streams:TRUE",
-    # sequence analysis: relative sequence numbers, retransmission detection
-    "tcp.analyze_sequence_numbers:TRUE",
-    "tcp.relative_sequence_numbers:TRUE",
-    # buffer out-of-order segments and hand them to TLS in sequence order
-    # (default FALSE; without it records are lost where segments arrive out
-    # of order: 8 corpus files lose 1 to 4 records)
-    "tcp.reassemble_out_of_order:TRUE",
-    # retransmitted bytes are not dissected again (no record reported twice)
-    "tcp.no_subdissector_on_error:TRUE",
-    # a bad checksum (offloading) must not stop reassembly
-    "tcp.check_checksum:FALSE",
-    "ip.check_checksum:FALSE",
-    # port-registered dissectors first (TLS on 443 ...), heuristics after
-    "tcp.try_heuristic_first:FALSE",
-    "ip.defragment:TRUE",
-    "ipv6.defragment:TRUE",
-    # TLS records spanning TCP segments are reassembled
-    "tls.desegment_ssl_records:TRUE",
-    "tls.desegment_ssl_application_data:TRUE",
-)
+# The preferences are the package's own (every one that matters is set, so
+# neither defaults nor a profile do): the reference differs in how it reads
+# tshark's output, not in how tshark runs.
+from pcap_tls_split.wireshark.tshark import PREFS  # noqa: E402
 
 
 class TsharkError(RuntimeError):

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..api import FileRun
+from ..frame import FIN, RST
 from ..report import ConnectionReport
 from ..tls import wire as tls
 from .tshark import set_filter
@@ -205,9 +206,9 @@ class WiresharkView:
         frame, stream, src, dst, flags, records = facts
         key = (stream, src, dst)
         self.ends.setdefault(stream, frozenset((src, dst)))
-        if flags & 0x01:
+        if flags & FIN:
             self.fin.setdefault(key, frame)
-        if flags & 0x04:
+        if flags & RST:
             self.rst.setdefault(key, frame)
         side = self.records[key]
         for record in records:
