@@ -1,10 +1,14 @@
 """The TLS record tracker, byte by byte (sans-IO: bytes in, records out)."""
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from pcap_tls_split.tls import wire as tls
 from pcap_tls_split.tls.records import OFF, RecordTracker
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 # A TLS 1.3 server flight, as a side stream (hex, one layer a line):
 SERVER_FLIGHT = bytes.fromhex(
@@ -272,3 +276,41 @@ def test_a_body_that_is_read_is_never_skipped():
     tracker = RecordTracker()
     tracker.data(0, CLIENT_FLIGHT[:20], 1, 0.0)        # inside the ClientHello, which is parsed
     assert tracker.in_body(20) == 0
+
+
+# -- the hellos in clear: random, server name, ALPN, cipher ---------------------------------
+
+def test_hellos_give_random_server_name_alpn_and_cipher():
+    sni = b"api.example.com"
+    server_name = (len(sni) + 3).to_bytes(2, "big") + b"\x00" + len(sni).to_bytes(2, "big") + sni
+    alpn = b"\x00\x0c\x02h2\x08http/1.1"
+    extensions = (b"\x00\x00" + len(server_name).to_bytes(2, "big") + server_name
+                  + b"\x00\x10" + len(alpn).to_bytes(2, "big") + alpn)
+    body = (b"\x03\x03" + b"\x42" * 32 + b"\x00" + b"\x00\x02\xc0\x2f" + b"\x01\x00"
+            + len(extensions).to_bytes(2, "big") + extensions)
+    # record: handshake, version 3.1; ClientHello
+    hello = (bytes.fromhex("160301") + (len(body) + 4).to_bytes(2, "big") + b"\x01"
+             + len(body).to_bytes(3, "big") + body)
+    for cuts in ((), (7,), (20, 60)):                 # the hello whole, or over several segments
+        records, tracker = feed(hello, cuts)
+        assert (tracker.client_random, tracker.sni, tracker.alpn_offered) == (
+            b"\x42" * 32, "api.example.com", ("h2", "http/1.1"))
+        assert records[0].messages == (tls.CLIENT_HELLO,)
+    records, tracker = feed(SERVER_FLIGHT)
+    assert tracker.cipher == 0x1301 and tracker.alpn is None
+
+
+def test_a_real_hello_pair(monkeypatch):
+    import pcap_tls_split
+    from pcap_tls_split.api import FileRun
+    trackers = {}
+    ended = FileRun.connection_ended
+
+    def noted(self, conn):
+        trackers.update({conn.role(s): s.tracker for s in (conn.a, conn.b)})
+        return ended(self, conn)
+
+    monkeypatch.setattr(FileRun, "connection_ended", noted)
+    pcap_tls_split.analyze(str(SAMPLES / "field-bug-tls12.pcap"))
+    assert trackers["client"].sni == "localhost" and len(trackers["client"].client_random) == 32
+    assert trackers["server"].cipher == 0xC030      # TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384

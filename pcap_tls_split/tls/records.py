@@ -127,6 +127,11 @@ class RecordTracker:
         self.server_version = None    # version negotiated by this side's ServerHello
         self.hello_retry = False      # this side sent a HelloRetryRequest
         self.client_hello = False     # this side sent a ClientHello
+        self.client_random = None     # ... its 32-byte random (the key of key log lines)
+        self.sni = None               # ... the server name it asked for
+        self.alpn_offered = ()        # ... the ALPN protocols it offered
+        self.cipher = None            # the cipher suite this side's ServerHello selected
+        self.alpn = None              # the ALPN protocol it selected (in clear: up to TLS 1.2)
         self.ccs_seen = False         # this side sent a change_cipher_spec record
         self.desyncs = 0              # times record framing was lost (then resynchronised)
         self.count = 0                # records completed
@@ -142,6 +147,8 @@ class RecordTracker:
         return {"mode": self.mode, "pos": self.pos, "tls_start": self.tls_start,
                 "sslv2_hello": self.sslv2_hello, "server_version": self.server_version,
                 "hello_retry": self.hello_retry, "client_hello": self.client_hello,
+                "client_random": self.client_random, "sni": self.sni,
+                "alpn_offered": self.alpn_offered, "cipher": self.cipher, "alpn": self.alpn,
                 "ccs_seen": self.ccs_seen, "desyncs": self.desyncs, "count": self.count,
                 "partial": self.partial, "held": self._held, "record_start": self._start,
                 "header": self._hdr, "header_frames": self._hdr_frames, "type": self._type,
@@ -520,17 +527,25 @@ class RecordTracker:
 
     def _read_handshake(self, chunk):
         for msg_type, body in self._handshake.feed(chunk):
+            if msg_type == wire.CLIENT_HELLO_BODY:
+                if self.client_random is None:
+                    try:
+                        self.client_random, self.sni, self.alpn_offered = wire.client_hello(body)
+                    except wire.MalformedTLS:
+                        pass
+                continue
             self._messages.append(msg_type)
             if msg_type == wire.CLIENT_HELLO:
                 self.client_hello = True
             elif msg_type == wire.SERVER_HELLO and body is not None:
                 try:
-                    version, retry = wire.server_hello_version(body)
+                    hello = wire.server_hello(body)
                 except wire.MalformedTLS:
                     continue
-                self.hello_retry = self.hello_retry or retry
-                if not retry or self.server_version is None:
-                    self.server_version = version
+                self.hello_retry = self.hello_retry or hello.retry
+                if not hello.retry or self.server_version is None:
+                    self.server_version = hello.version
+                    self.cipher, self.alpn = hello.cipher, hello.alpn
 
     def _gap_in_sync(self, length, out):
         if self._type is not None and length <= self._body_left:

@@ -11,6 +11,7 @@ Every parser here has three outcomes, written in its docstring: complete
 
 import re
 import struct
+from typing import NamedTuple
 
 # Content types, RFC 8446 section 5.1 / RFC 6520 (heartbeat).
 CHANGE_CIPHER_SPEC = 20
@@ -40,8 +41,14 @@ HANDSHAKE_TYPES = {0: "hello_request", 1: "client_hello", 2: "server_hello",
                    22: "certificate_status", 24: "key_update",
                    254: "message_hash"}
 
-# Extension carrying the real version in TLS 1.3, RFC 8446 section 4.2.1.
+# Extensions: server_name (RFC 6066 section 3), application_layer_protocol_negotiation
+# (RFC 7301), supported_versions: the real version in TLS 1.3 (RFC 8446 section 4.2.1).
+EXT_SERVER_NAME = 0
+EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
+SNI_HOST_NAME = 0
+# HandshakeReader: the body of a ClientHello, complete (not a message type on the wire)
+CLIENT_HELLO_BODY = -1
 
 # ServerHello.random of a HelloRetryRequest, RFC 8446 section 4.1.3.
 HRR_RANDOM = bytes.fromhex(
@@ -136,42 +143,134 @@ def version_name(version):
     return f"{version:#06x}"
 
 
-def server_hello_version(body):
-    """The version a ServerHello negotiates (RFC 8446 section 4.1.3).
+class ServerHello(NamedTuple):
+    """What a ServerHello says (RFC 8446 section 4.1.3, RFC 5246 section 7.4.1.3)."""
+
+    version: int
+    """The version it negotiates (supported_versions when there, else legacy_version)."""
+    retry: bool
+    """It is a HelloRetryRequest."""
+    cipher: int
+    """The cipher suite it selected (None: its body was cut before it)."""
+    alpn: str
+    """The ALPN protocol it selected (None: none; TLS 1.3 sends it encrypted)."""
+
+
+class ClientHello(NamedTuple):
+    """What a ClientHello says in clear (RFC 8446 section 4.1.2)."""
+
+    random: bytes
+    """Its 32-byte random (the key of SSLKEYLOGFILE lines)."""
+    sni: str
+    """The host name of its server_name extension (None: none)."""
+    alpn: tuple
+    """The ALPN protocols it offers, in its order."""
+
+
+def _extensions(body, pos):
+    """(type, data) of the extensions from ``pos`` of a hello body (to its end)."""
+    if pos + 2 > len(body):
+        return
+    extensions_length, = struct.unpack_from("!H", body, pos)
+    pos += 2
+    end = min(len(body), pos + extensions_length)
+    while pos + 4 <= end:
+        ext_type, ext_length = struct.unpack_from("!HH", body, pos)
+        pos += 4
+        yield ext_type, body[pos:pos + ext_length]
+        pos += ext_length
+
+
+def _alpn_names(data):
+    """The protocol names of an ALPN extension's ProtocolNameList."""
+    names = []
+    pos, end = 2, min(len(data), 2 + int.from_bytes(data[:2], "big"))
+    while pos < end:
+        size = data[pos]
+        names.append(bytes(data[pos + 1:pos + 1 + size]).decode("ascii", "replace"))
+        pos += 1 + size
+    return tuple(names)
+
+
+def server_hello(body):
+    """What a ServerHello says (``ServerHello``).
 
     ``body`` is the ServerHello message body (after the 4-byte handshake
-    header). Complete: ``(version, is_hello_retry)``; malformed:
-    ``MalformedTLS`` (a cut body is malformed: the caller gives it whole).
+    header). Complete: a ``ServerHello``; malformed: ``MalformedTLS`` when not
+    even its version can be read (a cut body is malformed: the caller gives it
+    whole; what is cut past the version is None).
     """
     try:
         legacy_version, = struct.unpack_from("!H", body, 0)
         is_retry = bytes(body[2:34]) == HRR_RANDOM
         pos = 34
         session_id_length = body[pos]
-        pos += 1 + session_id_length + 2 + 1  # session id, cipher, compression
-        if pos + 2 > len(body):
-            return legacy_version, is_retry  # no extensions (before TLS 1.3)
-        extensions_length, = struct.unpack_from("!H", body, pos)
-        pos += 2
-        end = min(len(body), pos + extensions_length)
-        while pos + 4 <= end:
-            ext_type, ext_length = struct.unpack_from("!HH", body, pos)
-            pos += 4
-            if ext_type == EXT_SUPPORTED_VERSIONS and ext_length == 2:
-                return struct.unpack_from("!H", body, pos)[0], is_retry
-            pos += ext_length
-        return legacy_version, is_retry
+        cipher_at = pos + 1 + session_id_length
+        pos = cipher_at + 2 + 1  # session id, cipher, compression
+        version = legacy_version
+        alpn = None
+        for ext_type, data in _extensions(body, pos):
+            if ext_type == EXT_SUPPORTED_VERSIONS and len(data) == 2:
+                version = struct.unpack_from("!H", data, 0)[0]
+                break
+        cipher = struct.unpack_from("!H", body, cipher_at)[0] if cipher_at + 2 <= len(body) else None
     except (IndexError, struct.error) as exc:
         raise MalformedTLS(f"ServerHello: {exc}") from None
+    try:
+        for ext_type, data in _extensions(body, pos):
+            if ext_type == EXT_ALPN:
+                names = _alpn_names(data)
+                alpn = names[0] if names else None
+    except (IndexError, struct.error):
+        pass
+    return ServerHello(version, is_retry, cipher, alpn)
+
+
+def server_hello_version(body):
+    """``(version, is_hello_retry)`` of a ServerHello body (see ``server_hello``)."""
+    hello = server_hello(body)
+    return hello.version, hello.retry
+
+
+def client_hello(body):
+    """What a ClientHello says in clear (``ClientHello``); ``body`` is the message
+    body, whole. Malformed (cut before its random): ``MalformedTLS``."""
+    if len(body) < 34:
+        raise MalformedTLS("ClientHello shorter than its random")
+    random = bytes(body[2:34])
+    sni = None
+    alpn = ()
+    try:
+        pos = 34
+        pos += 1 + body[pos]                                          # session id
+        pos += 2 + int.from_bytes(body[pos:pos + 2], "big")           # cipher suites
+        pos += 1 + body[pos]                                          # compression methods
+        for ext_type, data in _extensions(body, pos):
+            if ext_type == EXT_SERVER_NAME and sni is None:
+                at, end = 2, min(len(data), 2 + int.from_bytes(data[:2], "big"))
+                while at + 3 <= end:
+                    kind, size = data[at], int.from_bytes(data[at + 1:at + 3], "big")
+                    if kind == SNI_HOST_NAME:
+                        sni = bytes(data[at + 3:at + 3 + size]).decode("ascii", "replace")
+                        break
+                    at += 3 + size
+            elif ext_type == EXT_ALPN:
+                alpn = _alpn_names(data)
+    except (IndexError, struct.error):
+        pass  # what was read before the damage stands
+    return ClientHello(random, sni, alpn)
 
 
 class HandshakeReader:
     """Cuts a side's clear handshake byte stream into messages.
 
     Feed the bodies of clear handshake records with ``feed``; it returns the
-    ``(type, body_or_None)`` of every message that starts in these bytes
-    (``body`` only for ServerHello, the one whose content we need, and only
-    once complete). Messages may span records and records may hold several.
+    ``(type, body_or_None)`` of every message that starts in these bytes, and
+    the bodies of the two hellos, whose content we need, once complete: a
+    ServerHello is returned only then, ``(SERVER_HELLO, body)``; a ClientHello
+    when it starts, ``(CLIENT_HELLO, None)``, and again complete as
+    ``(CLIENT_HELLO_BODY, body)``. Messages may span records and records may
+    hold several.
     """
 
     MAX_KEPT_BODY = 1 << 16
@@ -179,7 +278,8 @@ class HandshakeReader:
     def __init__(self):
         self._header = bytearray()
         self._remaining = 0   # body bytes of the current message still to come
-        self._kept = None     # ServerHello body being collected
+        self._kept = None     # hello body being collected
+        self._kept_as = None  # what it is returned as when complete
 
     def feed(self, data):
         started = []
@@ -192,7 +292,7 @@ class HandshakeReader:
                 self._remaining -= take
                 pos += take
                 if not self._remaining and self._kept is not None:
-                    started.append((SERVER_HELLO, bytes(self._kept)))
+                    started.append((self._kept_as, bytes(self._kept)))
                     self._kept = None
                 continue
             take = min(4 - len(self._header), n - pos)
@@ -205,10 +305,12 @@ class HandshakeReader:
             self._header.clear()
             self._remaining = length
             if msg_type == SERVER_HELLO and length <= self.MAX_KEPT_BODY:
-                self._kept = bytearray()
+                self._kept, self._kept_as = bytearray(), SERVER_HELLO
                 if not length:
                     started.append((msg_type, b""))
                     self._kept = None
             else:
                 started.append((msg_type, None))
+                if msg_type == CLIENT_HELLO and 0 < length <= self.MAX_KEPT_BODY:
+                    self._kept, self._kept_as = bytearray(), CLIENT_HELLO_BODY
         return started
