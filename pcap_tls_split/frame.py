@@ -15,8 +15,13 @@ through dpkt (see ``_dpkt_fallback``).
 Tunnels are followed down to the innermost TCP segment, as Wireshark does when it
 numbers TCP streams: IP-in-IP (4, 41), GRE (47; IPv4/IPv6/MPLS payloads,
 transparent Ethernet bridging 0x6558, ERSPAN types I/II/III, PPTP's enhanced GRE),
-VXLAN (UDP 4789), VXLAN-GPE (UDP 4790) and GENEVE (UDP 6081).  ICMP errors quote a
-TCP header, but that is not a segment of the connection: ``None``.
+VXLAN (UDP 4789), VXLAN-GPE (UDP 4790), GENEVE (UDP 6081), GTP-U (UDP 2152) and
+CAPWAP data (UDP 5247, 802.3 or 802.11 frames).
+
+An ICMP or ICMPv6 error quoting at least 16 bytes of a TCP header gives a
+``Segment`` with ``ICMP_QUOTE`` in its flags: not a packet of the connection,
+but Wireshark gives it (and so the connection it names) a ``tcp.stream``
+number, which the connection table follows.
 """
 import socket
 import struct
@@ -29,12 +34,20 @@ from .capture.formats import (LINKTYPE_C_HDLC, LINKTYPE_ETHERNET, LINKTYPE_IEEE8
                               LINKTYPE_PPP_HDLC, LINKTYPE_RAW, LINKTYPE_RAW_BSD, LINKTYPE_RAW_OPENBSD)
 
 __all__ = ["Segment", "decode", "format_endpoint", "SUPPORTED_LINKTYPES", "TCP_FLAGS",
-           "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"]
+           "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "ICMP_QUOTE"]
 
 # TCP flags (RFC 9293 section 3.1: byte 13 of the TCP header)
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
 TCP_FLAGS = {"FIN": FIN, "SYN": SYN, "RST": RST, "PSH": PSH, "ACK": ACK,
              "URG": URG, "ECE": ECE, "CWR": CWR}
+# Not a TCP flag: the segment is a TCP header quoted in an ICMP error
+ICMP_QUOTE = 0x100
+# ICMP error types that quote the datagram (RFC 792, RFC 4443): destination
+# unreachable, source quench, redirect, time exceeded, parameter problem;
+# ICMPv6 destination unreachable, packet too big, time exceeded, parameter problem
+ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
+ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+QUOTED_TCP_LEAST = 16       # Wireshark numbers a quoted TCP header from 16 bytes on
 
 
 class Segment(NamedTuple):
@@ -178,7 +191,35 @@ def _ip_proto(proto, data, p, end, src, dst, depth):
         return _gre(data, p, end, depth + 1)
     if proto == 17:
         return _udp(data, p, end, depth + 1)
+    if proto == 1:
+        return _icmp_quote(data, p, end, ICMP_ERRORS)
+    if proto == 58:
+        return _icmp_quote(data, p, end, ICMP6_ERRORS)
     return None
+
+
+def _icmp_quote(data, p, end, errors):
+    """The TCP header an ICMP(v6) error at ``p`` quotes, as an ``ICMP_QUOTE`` segment."""
+    if data[p] not in errors:
+        return None
+    q = p + 8                            # the quoted IP header
+    version = data[q] >> 4
+    if version == 4:
+        ihl = (data[q] & 15) << 2
+        if ihl < 20 or data[q + 9] != 6:
+            return None
+        src, dst, t = data[q + 12:q + 16], data[q + 16:q + 20], q + ihl
+    elif version == 6:
+        if data[q + 6] != 6:
+            return None
+        src, dst, t = data[q + 8:q + 24], data[q + 24:q + 40], q + 40
+    else:
+        return None
+    if t + QUOTED_TCP_LEAST > min(len(data), end):
+        return None
+    sport, dport, seq, ack, _, flags, win = _TCP(data, t)
+    return _segment(Segment, (src, dst, sport, dport, seq, ack, flags | ICMP_QUOTE, win,
+                              data[0:0], 0))
 
 
 def _udp(data, p, end, depth):
@@ -199,7 +240,65 @@ def _udp(data, p, end, depth):
             return _ip6(data, q + 8, end, depth)
         if nxt == 3:
             return _eth(data, q + 8, end, depth)
+    if dport == 2152 or sport == 2152:                        # GTP-U
+        return _gtpu(data, q, end, depth)
+    if dport == 5247 or sport == 5247:                        # CAPWAP data
+        return _capwap(data, q, end, depth)
     return None
+
+
+def _gtpu(data, p, end, depth):
+    """GTPv1-U (3GPP TS 29.281): a G-PDU carries the user's IP packet."""
+    flags = data[p]
+    if flags >> 5 != 1 or not flags & 0x10 or data[p + 1] != 0xFF:
+        return None                      # not GTPv1, GTP' or not a G-PDU
+    q = p + 8
+    if flags & 0x07:                     # sequence number, N-PDU number, next extension
+        next_type = data[q + 3]
+        q += 4
+        while next_type:                 # extension headers, 4-byte units
+            size = data[q] << 2
+            if not size:
+                return None
+            next_type = data[q + size - 1]
+            q += size
+    return _ip_any(data, q, end, depth)
+
+
+def _capwap(data, p, end, depth):
+    """CAPWAP data channel (RFC 5415 section 4.3): an 802.3 or 802.11 frame."""
+    if data[p] != 0:                     # version 0, type 0: a CAPWAP header (1: DTLS)
+        return None
+    hlen = (data[p + 1] >> 3) << 2
+    native = data[p + 2] & 0x01          # T: the binding's native frame format
+    wbid = (data[p + 2] >> 1) & 0x1F
+    if data[p + 3] & 0x80 or hlen < 8:   # a fragment: not reassembled
+        return None
+    q = p + hlen
+    if not native:
+        return _eth(data, q, end, depth)
+    if wbid == 1:                        # IEEE 802.11
+        return _wlan(data, q, end, depth)
+    return None
+
+
+def _wlan(data, p, end, depth):
+    """An IEEE 802.11 data frame: LLC/SNAP after its MAC header. Some access points
+    put the frame control field in the other byte order (as Wireshark's CAPWAP
+    dissector swaps it by default): whichever order makes a data frame."""
+    fc, flags = data[p], data[p + 1]
+    if (fc >> 2) & 3 != 2 and (flags >> 2) & 3 == 2:
+        fc, flags = flags, fc
+    if (fc >> 2) & 3 != 2 or flags & 0x40:
+        return None                      # not a data frame, or protected
+    q = p + 24
+    if flags & 0x03 == 0x03:
+        q += 6                           # a fourth address
+    if fc & 0x80:                        # QoS data
+        q += 2
+        if flags & 0x80:
+            q += 4                       # HT control
+    return _llc(data, q, end, depth)
 
 
 def _gre(data, p, end, depth):

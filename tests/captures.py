@@ -75,3 +75,48 @@ def as_linux_cooked(frames, version=1):
             header = ethertype + b"\0\0" + struct.pack(">IHBB", 1, 1, 0, 6) + data[6:12] + b"\0\0"
             out.append((time, LINUX_SLL2, header + payload, orig_len + 6))
     return out
+
+
+# -- frames built field by field (for the connection table's numbering rules) ---------------
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+
+def ip4(src, dst, proto, payload):
+    """An IPv4 packet (addresses as dotted strings)."""
+    import ipaddress
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
+                         ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed)
+    return header[:10] + struct.pack("!H", _checksum(header)) + header[12:] + payload
+
+
+def tcp(sport, dport, seq, ack, flags, payload=b""):
+    """A TCP header (20 bytes, no options) and its payload (checksum left 0)."""
+    return struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
+
+
+def ethernet(packet, ethertype=0x0800):
+    return b"\x02" * 6 + b"\x04" * 6 + struct.pack("!H", ethertype) + packet
+
+
+def icmp_unreachable(quoted):
+    """An ICMP destination unreachable (port) quoting ``quoted``."""
+    return struct.pack("!BBHI", 3, 3, 0, 0) + quoted
+
+
+def write_packets(path, packets, start=1000.0, step=0.01):
+    """Ethernet frames of ``packets`` (IP packets, or (time, packet) pairs) into a pcap."""
+    frames, time = [], start
+    for item in packets:
+        if isinstance(item, tuple):
+            time, item = item
+        else:
+            time += step
+        data = ethernet(item)
+        frames.append((time, ETHERNET, data, len(data)))
+    write_pcap(path, frames)

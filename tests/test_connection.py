@@ -166,3 +166,100 @@ def test_late_packets_of_an_ended_connection_are_dropped():
     wire.server.send(app(10), after=0.1, flags=ACK | PSH | FIN)
     wire.table.finish()
     assert len(wire.ended) == 1 and wire.table.late_packets >= 1
+
+
+# -- Wireshark's numbering rules, on captures written packet by packet, checked with tshark --
+
+import pytest  # noqa: E402
+
+import captures  # noqa: E402
+import pcap_tls_split  # noqa: E402
+import tshark_ref  # noqa: E402
+from captures import icmp_unreachable, ip4, tcp  # noqa: E402
+
+A, B, ROUTER = "10.0.0.1", "10.0.0.2", "10.0.0.254"
+SYN_, SYNACK, ACK_, RST_ACK, PSH_ACK = 0x02, 0x12, 0x10, 0x14, 0x18
+
+
+def client(seq, ack=0, flags=SYN_, payload=b"", port=40000):
+    return ip4(A, B, 6, tcp(port, 443, seq, ack, flags, payload))
+
+
+def server(seq, ack, flags=SYNACK, payload=b"", port=40000):
+    return ip4(B, A, 6, tcp(443, port, seq, ack, flags, payload))
+
+
+NUMBERING = {
+    # a handshake retried after the server's RST with the same initial sequence
+    # number stays in its stream, even seconds later; another ISN is a new one
+    "syn-after-rst": [client(1000), server(0, 1001, RST_ACK), (1010.0, client(1000)),
+                      server(7000, 1001), client(1001, 7001, ACK_), (3000.0, client(1000, 7001)),
+                      client(3000)],
+    # two SYN-ACKs with different initial sequence numbers: one stream
+    "two-syn-acks": [client(1000), server(7000, 1001), server(9000, 1001), client(1001, 9001, ACK_),
+                     server(9001, 1001, PSH_ACK, b"hello")],
+    # a TCP header quoted in an ICMP error takes a stream number, and the connection
+    # it names keeps it when its own packets come (with another sequence number too)
+    "icmp-quote": [ip4(ROUTER, A, 1, icmp_unreachable(client(1000)[:40])),
+                   client(5000, port=40001), client(1001), server(7000, 1002)],
+    # one absurd timestamp (a year 2061 SYN-ACK) does not split the connection
+    "absurd-timestamp": [client(1000), (2900000000.0, server(7000, 1001)), (1000.02, client(1001, 7001, ACK_)),
+                         (1000.03, client(1001, 7001, PSH_ACK, b"x" * 10))],
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMBERING))
+def test_stream_numbers_follow_wiresharks_rules(case, tmp_path, tshark):
+    path = tmp_path / f"{case}.pcap"
+    captures.write_packets(path, NUMBERING[case])
+    theirs = tshark_ref.tshark_streams(path, tshark=tshark)
+    ended = []
+    table = ConnectionTable(ended.append)
+    from pcap_tls_split.capture import open_capture
+    from pcap_tls_split.frame import decode
+    with open_capture(str(path)) as capture:
+        for n, time, linktype, data, orig in capture.frames():
+            segment = decode(linktype, data, orig)
+            if segment is not None:
+                table.segment(n, time, segment)
+    table.finish()
+    assert table.connection_count == len(theirs)
+    assert {c.stream for c in ended} == set(theirs)
+    for conn in ended:
+        _, a, b = theirs[conn.stream]
+        assert {conn.a.endpoint, conn.b.endpoint} == {a, b}
+    if case == "two-syn-acks":
+        (conn,) = ended
+        assert conn.server.stream.next == 5        # its bytes counted from the second SYN-ACK
+    if case == "absurd-timestamp":
+        assert len(ended) == 1 and ended[0].end_reason == "end of capture"
+    report = pcap_tls_split.analyze(str(path), all_connections=True)
+    assert report.inputs[0].tcp_connections == len(theirs)
+
+
+def test_a_second_syn_ack_the_client_never_took_is_ignored():
+    """KakaoTalk's case: the client had acknowledged the first SYN-ACK; a second with
+    another ISN comes, and the server's data follows the first."""
+    ended = []
+    table = ConnectionTable(ended.append)
+    a, b = CLIENT_ADDR, SERVER_ADDR
+    table.packet(1, 1.0, a, b, 40000, 443, 1000, 0, SYN, b"", 0)
+    table.packet(2, 1.1, b, a, 443, 40000, 7000, 1001, SYN | ACK, b"", 0)
+    table.packet(3, 1.2, a, b, 40000, 443, 1001, 7001, ACK, b"", 0)
+    table.packet(4, 1.3, b, a, 443, 40000, 9000, 1001, SYN | ACK, b"", 0)
+    table.packet(5, 1.4, b, a, 443, 40000, 7001, 1001, ACK | PSH, b"data!", 0)
+    table.finish()
+    (conn,) = ended
+    assert conn.server.stream.next == 5 and conn.server.stream.gaps == 0
+
+
+def test_socks_spends_a_stream_number_at_the_first_proxied_payload():
+    from pcap_tls_split.tcp.socks import SocksWatch
+    watch = SocksWatch(client_is_a=True)
+    steps = [(True, b"\x05\x01\x00"), (False, b"\x05\x00"),
+             (True, b"\x05\x01\x00\x01" + bytes(4) + b"\x01\xbb"),
+             (False, b"\x05\x00\x00\x01" + bytes(4) + b"\x00\x00")]
+    assert [watch.payload(*step) for step in steps] == [False] * 4 and not watch.done
+    assert watch.payload(True, b"\x16\x03\x01...") is True and watch.done
+    other = SocksWatch(client_is_a=True)
+    assert other.payload(True, b"GET / HTTP/1.1\r\n") is False and other.done

@@ -101,7 +101,7 @@ class FileRun:
                 self.errors.append(f"{self.path}: internal error at the end: {type(exc).__name__}: {exc}")
             errors = list(capture.errors) + self.errors
             return InputReport(path=self.path, format=capture.format, packets=packets,
-                               tcp_connections=table.streams, tls_connections=self.tls,
+                               tcp_connections=table.connection_count, tls_connections=self.tls,
                                errors=tuple(errors))
 
 

@@ -146,7 +146,7 @@ class Connection:
 
     __slots__ = ("stream", "a", "b", "start", "last", "ended_at", "closing",
                  "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt",
-                 "continued")
+                 "continued", "quoted", "socks")
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
         self.stream = stream
@@ -163,6 +163,8 @@ class Connection:
         self.on_record = on_record
         self.syn_time = None          # capture time of the first SYN
         self.rtt = None               # SYN to the ACK of the SYN-ACK: one round trip
+        self.quoted = False           # opened by a TCP header an ICMP error quoted: no packet yet
+        self.socks = None             # SocksWatch while a SOCKS handshake may spend a stream number
 
     # -- roles ----------------------------------------------------------------
 
@@ -233,9 +235,17 @@ class Connection:
 
     # -- packets --------------------------------------------------------------
 
+    def first_packet(self, time, flags):
+        """The first packet of a connection an ICMP error had named before."""
+        self.quoted = False
+        self.start = time
+        self.midstream = not flags & SYN
+
     def packet(self, side, peer, frame, time, seq, ack, flags, payload, missing):
         """A segment ``side`` sent (``peer`` is the other side)."""
         self.last = time
+        if flags & SYN and self.ended_at is not None:
+            self.ended_at = None      # its handshake tried again: not over
         if self.rtt is None:
             if flags & SYN:
                 if not flags & ACK and self.syn_time is None:

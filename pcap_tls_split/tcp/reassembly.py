@@ -77,13 +77,14 @@ class SideStream:
     # Invariants: bytes before ``next`` were delivered (as Data or Gap) and are
     # never held; ``held`` keys are offsets past ``next``, and no two held
     # pieces overlap; ``last_end`` is the end of the last segment with payload.
-    __slots__ = ("base", "syn", "midstream", "next", "held", "held_bytes",
+    __slots__ = ("base", "other_bases", "syn", "midstream", "next", "held", "held_bytes",
                  "fin", "rst", "peer_acked", "retransmissions", "out_of_order",
                  "conflicts", "gaps", "gap_bytes", "keepalives", "snap_cut",
                  "segments", "before_start", "last_end", "hole_acked")
 
     def __init__(self):
         self.base = None          # sequence number of offset 0
+        self.other_bases = None   # before any data: the starts of its other SYNs (another ISN)
         self.syn = False          # its SYN was seen
         self.midstream = False    # offsets count from the first byte seen, not the SYN
         self.next = 0             # offset of the first byte not yet delivered
@@ -148,6 +149,20 @@ class SideStream:
             self.base = (seq + 1) & MASK
             self.syn = True
             self.midstream = False
+        elif flags & SYN and (seq + 1) & MASK != self.base and not self.next and not self.held:
+            # another SYN (SYN-ACK) with another initial sequence number, before any
+            # data: the side starts from it (as Wireshark's sequence numbers do)
+            # unless the peer had acknowledged the first already; the peer's ACK or
+            # the first data decides between them (see _switch_base)
+            start = (seq + 1) & MASK
+            if self.peer_acked == 0:
+                self.other_bases = (self.other_bases or ()) + (start,)
+            else:
+                self.other_bases = (self.other_bases or ()) + (self.base,)
+                self.base = start
+        elif self.other_bases is not None and not self.next and not self.held \
+                and seq in self.other_bases:
+            self._switch_base(seq)        # its first data starts at another SYN's start
         offset = self.offset(seq)
         if flags & SYN:
             offset += 1
@@ -234,6 +249,8 @@ class SideStream:
 
     def acked(self, ack):
         """The peer acknowledged this side's bytes up to sequence number ``ack``."""
+        if self.other_bases is not None and ack in self.other_bases and not self.next:
+            self._switch_base(ack)        # the peer took that SYN's
         delta = ((ack - self.base) - self.next) & MASK
         if delta >= PLAUSIBLE_AHEAD:
             return NOTHING  # behind what was delivered, or implausibly far ahead
@@ -266,6 +283,12 @@ class SideStream:
         return events
 
     # -- internals ------------------------------------------------------------
+
+    def _switch_base(self, start):
+        """Another SYN's start is the one the connection uses (nothing delivered yet)."""
+        self.other_bases = tuple(b for b in self.other_bases if b != start) + (self.base,)
+        self.base = start
+        self.peer_acked = None
 
     def _emit(self, events, offset, payload, frame, time, missing):
         """A piece delivered at ``offset``: its captured bytes, then the bytes the

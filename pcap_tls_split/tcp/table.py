@@ -12,7 +12,18 @@ A connection ends (``Connection.finish``, then ``on_connection``) when, after
 both FINs or a RST, ``linger`` seconds of capture time pass; when it has been
 idle for ``idle_timeout`` seconds; when a new SYN reuses its 4-tuple; or at
 the end of the capture. A small tombstone keeps the stream number of an ended
-connection so that late packets do not renumber the streams after it.
+connection so that late packets do not renumber the streams after it, and a
+SYN with the initial sequence number its client started with (a retried
+handshake, even after a RST) goes on in that stream, as in Wireshark.
+
+Wireshark's other numbering rules followed here: a TCP header quoted in an
+ICMP error (``frame.ICMP_QUOTE``) takes a stream number when no connection
+has that 4-tuple yet; the SOCKS dissector (port 1080) spends one for the
+proxied connection at the first payload after the proxy granted it
+(``socks.py``). Capture time that jumps ahead by more than ``idle_timeout`` (and
+a minute) in one packet is taken only once a second packet confirms it, so
+that one absurd timestamp does not end every connection through the idle
+timeout.
 
 Time moves on with ``tick`` (once per segment: now and then it sweeps for
 ended and idle connections); ``place`` hands a segment to its connection. A
@@ -23,8 +34,9 @@ go (``run_budget``) and hands back what is left (``end_run``).
 import struct
 from typing import NamedTuple
 
-from ..frame import ACK, SYN
+from ..frame import ACK, ICMP_QUOTE, SYN
 from .connection import Connection, Side
+from .socks import SOCKS_PORT, SocksWatch
 
 _PORTS = struct.Struct(">HH").pack
 
@@ -32,6 +44,7 @@ LINGER = 2.0
 IDLE_TIMEOUT = 600.0
 SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections...
 SWEEP_SECONDS = 1.0  # ...or seconds of capture time, whichever comes first
+JUMP_LEAST = 60.0   # capture time jumping ahead by more (and the idle timeout) waits for a second packet
 
 
 class Entry(NamedTuple):
@@ -55,6 +68,8 @@ class Tombstone(NamedTuple):
     """Capture time of its last packet."""
     client: tuple
     """The client's (address, port)."""
+    client_seq: int
+    """The initial sequence number of the client's SYN (None: no SYN seen)."""
 
 
 def wire_key(src, sport, dst, dport):
@@ -76,6 +91,7 @@ class ConnectionTable:
         self.by_wire = {}             # the same, keyed by wire_key (src + dst + ports as on the wire)
         self.tombstones = {}          # (src, sport, dst, dport) -> Tombstone
         self.streams = 0              # stream numbers given so far
+        self.spent = 0                # ... of which spent as Wireshark's SOCKS dissector does
         self.late_packets = 0
         self.now = 0.0                # capture time of the last segment
         # Invariant: a sweep is due when the countdown reaches 0 or capture time
@@ -83,6 +99,8 @@ class ConnectionTable:
         # for a run that ticked none) moves either.
         self._countdown = SWEEP_EVERY
         self._swept = float("-inf")   # capture time of the last sweep
+        self._ahead = None            # a time far ahead of now, not yet confirmed
+        self._jump = max(idle_timeout, JUMP_LEAST)   # what "far ahead" is
 
     def segment(self, frame, time, segment):
         """A decoded segment (``frame.Segment``)."""
@@ -91,6 +109,11 @@ class ConnectionTable:
 
     def tick(self, time):
         """Capture time moves on (once per segment): now and then, sweep."""
+        if time - self.now > self._jump and self.now:
+            ahead, self._ahead = self._ahead, time
+            if ahead is None or abs(time - ahead) > self._jump:
+                return            # one packet far ahead: wait for another to say so
+        self._ahead = None
         self.now = time
         self._countdown -= 1
         if not self._countdown or time - self._swept > SWEEP_SECONDS:
@@ -112,13 +135,20 @@ class ConnectionTable:
     def place(self, frame, time, segment):
         """A decoded segment, after ``tick``: to its connection."""
         src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
-        entry = self.by_key.get((src, sport, dst, dport))
+        key = (src, sport, dst, dport)
+        entry = self.by_key.get(key)
+        if flags & ICMP_QUOTE:
+            if entry is None:
+                self._open(key, frame, time, 0, seq, quoted=True)
+            return
         if entry is None or flags & SYN or entry.side.first_seq is None:
-            entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
+            entry = self._place(key, frame, time, flags, seq, entry)
             if entry is None:
                 return
-        entry.connection.packet(entry.side, entry.peer, frame, time, seq, ack, flags, payload,
-                                missing)
+        conn = entry.connection
+        conn.packet(entry.side, entry.peer, frame, time, seq, ack, flags, payload, missing)
+        if conn.socks is not None and payload:
+            self._socks(conn, entry.side is conn.a, payload)
 
     def entry(self, wire):
         """The Entry of a direction by its ``wire_key`` (None: no such connection open)."""
@@ -134,6 +164,8 @@ class ConnectionTable:
             entry = self._open(key, frame, time, flags, seq)
             if entry is None:
                 return None
+        elif entry.connection.quoted:
+            entry.connection.first_packet(time, flags)
         elif flags & (SYN | ACK) == SYN and entry.side.first_seq is not None \
                 and seq != entry.side.first_seq:
             # a new connection on the same 4-tuple
@@ -149,23 +181,27 @@ class ConnectionTable:
                 side.syn = True
         return entry
 
-    def _open(self, key, frame, time, flags, seq):
+    def _open(self, key, frame, time, flags, seq, quoted=False):
         src, sport, dst, dport = key
         tomb = self.tombstones.pop((src, sport, dst, dport), None) or \
             self.tombstones.pop((dst, dport, src, sport), None)
-        if tomb is not None and not flags & SYN:
-            if tomb.kind == "closed":
-                # a late packet of an ended connection
+        retried = tomb is not None and flags & (SYN | ACK) == SYN and tomb.client_seq == seq \
+            and (src, sport) == tomb.client
+        if tomb is not None and (quoted or not flags & SYN or retried):
+            if quoted or (tomb.kind == "closed" and not retried):
+                # a late packet of an ended connection (or an ICMP error about it)
                 self.tombstones[key] = tomb
-                self.late_packets += 1
+                self.late_packets += not quoted
                 return None
-            # the same connection, woken after an idle timeout: reported again, as
-            # a continuation with the same stream number and roles
-            conn = self._new(tomb.stream, key, time, midstream=True)
+            # the same connection, woken after an idle timeout or its handshake
+            # retried: reported again, as a continuation with the same stream
+            # number and roles
+            conn = self._new(tomb.stream, key, time, midstream=not retried)
             conn.continued = True
             conn.fix_roles(tomb.client)
         else:
-            self._new(self.streams, key, time, midstream=not flags & SYN)
+            conn = self._new(self.streams, key, time, midstream=not flags & SYN)
+            conn.quoted = quoted
             self.streams += 1
         return self.by_key[key]
 
@@ -173,10 +209,32 @@ class ConnectionTable:
         src, sport, dst, dport = key
         a, b = Side(src, sport), Side(dst, dport)
         conn = Connection(stream, a, b, time, self.on_record, midstream)
-        self.by_key[key] = self.by_wire[wire_key(src, sport, dst, dport)] = Entry(conn, a, b)
-        self.by_key[(dst, dport, src, sport)] = self.by_wire[wire_key(dst, dport, src, sport)] = \
-            Entry(conn, b, a)
+        self.by_key[key] = Entry(conn, a, b)
+        self.by_key[(dst, dport, src, sport)] = Entry(conn, b, a)
+        if SOCKS_PORT in (sport, dport):
+            # all its packets take place() until the SOCKS handshake is over
+            conn.socks = SocksWatch(client_is_a=dport == SOCKS_PORT)
+        else:
+            self._wire(conn)
         return conn
+
+    def _wire(self, conn):
+        """Index the connection by its wire keys too (for the fused packet loop)."""
+        a, b = conn.a, conn.b
+        self.by_wire[wire_key(a.addr, a.port, b.addr, b.port)] = self.by_key[
+            (a.addr, a.port, b.addr, b.port)]
+        self.by_wire[wire_key(b.addr, b.port, a.addr, a.port)] = self.by_key[
+            (b.addr, b.port, a.addr, a.port)]
+
+    def _socks(self, conn, from_a, payload):
+        """Wireshark's SOCKS dissector: a stream number for the proxied connection."""
+        spend = conn.socks.payload(from_a, payload)
+        if spend:
+            self.streams += 1
+            self.spent += 1
+        if conn.socks.done:
+            conn.socks = None
+            self._wire(conn)
 
     def _end(self, conn, reason):
         a, b = conn.a, conn.b
@@ -186,11 +244,17 @@ class ConnectionTable:
         self.by_wire.pop(wire_key(a.addr, a.port, b.addr, b.port), None)
         self.by_wire.pop(wire_key(b.addr, b.port, a.addr, a.port), None)
         kind = "idle" if reason == "idle" else "closed"
-        self.tombstones[key] = Tombstone(conn.stream, kind, conn.last,
-                                         (conn.client.addr, conn.client.port))
+        client = conn.client
+        self.tombstones[key] = Tombstone(conn.stream, kind, conn.last, (client.addr, client.port),
+                                         client.first_seq if client.syn else None)
         conn.end_reason = reason
         conn.finish()
         self.on_connection(conn)
+
+    @property
+    def connection_count(self):
+        """TCP connections seen so far (stream numbers but those spent for SOCKS)."""
+        return self.streams - self.spent
 
     def connections(self):
         """The open connections, each once."""
