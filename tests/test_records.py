@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pcap_tls_split.tls import wire as tls
-from pcap_tls_split.tls.records import OFF, RecordTracker
+from pcap_tls_split.tls.records import OFF, SYNC, RecordTracker
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -145,7 +145,7 @@ def test_starttls_prologue():
         assert shape(records) == [(o + len(prologue), t, n) for o, t, n in CLIENT_RECORDS]
 
 
-def test_sslv2_compatible_hello_is_stepped_over():
+def test_sslv2_compatible_hello_is_a_record_then_tls():
     # SSLv2 record header (2 bytes, high bit), CLIENT-HELLO (1), version 3.1,
     # cipher specs length 3, session id 0, challenge 16
     hello = bytes.fromhex("801c 01 0301 0003 0000 0010 00002f") + b"\x33" * 16
@@ -153,13 +153,25 @@ def test_sslv2_compatible_hello_is_stepped_over():
     stream = hello + CLIENT_FLIGHT[50:]
     records, tracker = feed(stream, cuts=[3, 40])
     assert tracker.sslv2_hello == 0x0301 and tracker.client_hello
-    assert shape(records) == [(o - 50 + len(hello), t, n) for o, t, n in CLIENT_RECORDS[1:]]
+    first = records[0]
+    assert (first.offset, first.type, first.length, first.header_length, first.end) == (
+        0, "sslv2", 0x1c, 2, len(hello))
+    assert first.frames == (1, 2)                 # its 30 bytes came in frames 1 and 2
+    assert shape(records[1:]) == [(o - 50 + len(hello), t, n) for o, t, n in CLIENT_RECORDS[1:]]
 
 
-def test_pure_sslv2_is_not_followed():
+def test_pure_sslv2_is_framed_as_sslv2_records():
     hello = bytes.fromhex("801c 01 0002 0003 0000 0010 010080") + b"\x33" * 16
-    records, tracker = feed(hello + b"\x00" * 50)
-    assert records == [] and tracker.sslv2_hello == 0x0002 and tracker.mode == OFF
+    # then a 2-byte-header record of 20 bytes and a 3-byte-header one of 16 (4 of padding)
+    encrypted = bytes.fromhex("8014") + b"e" * 20 + bytes.fromhex("0010 04") + b"p" * 16
+    records, tracker = feed(hello + encrypted, cuts=[5, 31, 50])
+    assert tracker.sslv2_hello == 0x0002 and tracker.mode == SYNC
+    assert [(r.offset, r.type, r.length, r.header_length) for r in records] == [
+        (0, "sslv2", 0x1c, 2), (30, "sslv2", 20, 2), (52, "sslv2", 16, 3)]
+    # the server's SERVER-HELLO of a pure SSL 2.0 connection: SSLv2 framing too
+    server_hello = bytes.fromhex("800e 04 00 01 0002 0000 0003 0010") + b"\x01\x00\x80"
+    records, tracker = feed(server_hello + bytes.fromhex("8003") + b"xyz")
+    assert [(r.type, r.length) for r in records] == [("sslv2", 14), ("sslv2", 3)]
 
 
 def test_plain_text_is_not_tls():

@@ -76,7 +76,7 @@ def close_inside_record(f):
         "record_index": record.index, "record_type": type_name(record.type),
         "record_length": record.length, "record_offset": record.offset,
         "bytes_received": reach - record.offset,
-        "bytes_total": 5 + record.length,
+        "bytes_total": record.size,
         "segments_received": len(received), "segments_total": len(record.frames),
         "header_split": record.header_split,
         "reaction_time": reaction, "close": reaction_kind,
@@ -87,7 +87,7 @@ def close_inside_record(f):
         evidence["confidence_reason"] = why
     closer_role, peer_role = f.role(closer), f.role(peer)
     message = (f"{closer_role} closed ({close.kind.upper()}, frame {close.frame}) with "
-               f"{reach - record.offset} of {5 + record.length} bytes of {peer_role} record "
+               f"{reach - record.offset} of {record.size} bytes of {peer_role} record "
                f"#{record.index} ({type_name(record.type)}) received, "
                f"{len(received)}/{len(record.frames)} segments; {_ms(reaction)} after its last segment")
     return _finding("close_inside_record", closer_role, close.time, close.frame, message, evidence,
@@ -118,7 +118,7 @@ def close_before_pending_records(f):
     confidence, why = f.confidence(closer, peer, pending_data[:1])
     evidence = {
         "records_pending": len(pending_data),
-        "bytes_pending": sum(5 + r.length for r in pending_data),
+        "bytes_pending": sum(r.size for r in pending_data),
         "aligned": aligned,
         "reaction_time": reaction, "close": reaction_kind,
         "peer_pause": pause,
@@ -220,14 +220,14 @@ def truncated_record(f, side):
     role = f.role(side)
     evidence = {"record_index": partial.index, "record_type": type_name(partial.type),
                 "record_length": partial.length, "bytes_sent": partial.received,
-                "bytes_missing": 5 + partial.length - partial.received,
+                "bytes_missing": partial.size - partial.received,
                 "close_kind": close.kind}
     if stream.gaps:
         evidence["confidence_reason"] = f"{stream.gaps} capture gap(s) earlier in its stream"
     return _finding(
         "truncated_record", role, close.time, close.frame,
         f"{role} stopped mid-record: its record #{partial.index} ({type_name(partial.type)}) "
-        f"announced {5 + partial.length} bytes, {partial.received} were sent before its "
+        f"announced {partial.size} bytes, {partial.received} were sent before its "
         f"{close.kind.upper()} (frame {close.frame})", evidence,
         confidence="high" if not stream.gaps else "medium")
 
@@ -241,7 +241,7 @@ def capture_ended_inside_record(f, side):
     return _finding(
         "capture_ended_inside_record", role, partial.last_time or 0.0, partial.last_frame,
         f"capture ends inside {role} record #{partial.index} ({partial.received} of "
-        f"{5 + partial.length} bytes) with no close: nothing can be said",
+        f"{partial.size} bytes) with no close: nothing can be said",
         {"record_index": partial.index, "record_type": type_name(partial.type),
          "record_length": partial.length, "bytes_seen": partial.received})
 

@@ -51,4 +51,4 @@ def record_row(path, conn, side, record):
         first_frame=record.first_frame, last_frame=record.last_frame,
         time=record.last_time if record.last_time is not None else 0.0,
         straddling=record.straddling, coalesced=record.coalesced, frames=record.frames,
-        complete=record.complete, missing=record.missing)
+        complete=record.complete, missing=record.missing, header_length=record.header_length)

@@ -182,6 +182,8 @@ class RecordRow:
     frames: tuple = ()
     complete: bool = True
     missing: int = 0
+    header_length: int = 5
+    """Bytes of its header: 5 (2 or 3 for an SSLv2-format record, type ``sslv2``)."""
 
 
 def to_plain(value):

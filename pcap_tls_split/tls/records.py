@@ -14,7 +14,10 @@ It is in one of four modes:
   handshake record holding a ClientHello or ServerHello, or a lone alert),
   which is where TLS begins both at the first byte and after a plaintext
   STARTTLS prologue (SMTP, IMAP, POP3, FTP, XMPP, LDAP, PostgreSQL...). An
-  SSLv2-format ClientHello at the very start is stepped over. After
+  SSLv2-format ClientHello at the very start is a record of type ``sslv2``
+  (2-byte header), followed by TLS records; a pure SSL 2.0 connection (its
+  ClientHello or SERVER-HELLO says version 2.0) is framed as SSLv2 records
+  to its end. After
   ``SEEK_LIMIT`` bytes without TLS the side is not TLS (``OFF``).
 - ``SYNC``: it knows where the next record header is and follows the record
   framing: header (5 bytes, possibly split over segments), then body.
@@ -25,7 +28,7 @@ It is in one of four modes:
   there). The chunks since the earliest candidate are kept (bounded by one
   record) and replayed through ``SYNC`` once a candidate is confirmed, so the
   records found there have exact segments too.
-- ``OFF``: not TLS, or a pure SSLv2 connection: bytes are dropped.
+- ``OFF``: not TLS: bytes are dropped.
 
 A completed record is held back until the next record starts, to learn
 whether the two share a segment (``coalesced``); ``gap`` and ``end`` flush it.
@@ -46,6 +49,7 @@ from typing import NamedTuple
 from . import wire
 
 SEEK, SYNC, RESYNC, OFF = "seek", "sync", "resync", "off"
+SSLV2_ONE, SSLV2_ALL = 1, 2     # SSLv2-format records: the first one only, or all
 NOTHING = ()
 
 # How far into a side stream TLS may start (a STARTTLS prologue is far shorter).
@@ -64,11 +68,11 @@ class Record(NamedTuple):
     offset: int
     """Where its 5-byte header starts in the side stream (bytes from the first byte after the SYN)."""
     type: int
-    """Content type from the header: 20 change_cipher_spec, 21 alert, 22 handshake, 23 application_data, 24 heartbeat."""
+    """Content type from the header: 20 change_cipher_spec, 21 alert, 22 handshake, 23 application_data, 24 heartbeat; ``"sslv2"`` for an SSLv2-format record."""
     version: int
     """Version from the header (0x0301 for TLS 1.0 ... 0x0303; TLS 1.3 records say 0x0303)."""
     length: int
-    """Body length from the header (the record spans ``5 + length`` bytes)."""
+    """Body length from the header (the record spans ``header_length + length`` bytes)."""
     frames: tuple
     """Frame numbers (1-based, as Wireshark shows them) of the first transmissions that carried its bytes, in stream order."""
     segment_ends: tuple
@@ -91,11 +95,18 @@ class Record(NamedTuple):
     """False for a record the stream ended inside of (its header announced more bytes)."""
     received: int = 0
     """Bytes of it (header included) the stream carried, for an incomplete record."""
+    header_length: int = wire.HEADER_LENGTH
+    """Bytes of its header: 5 (2 or 3 for an SSLv2-format record)."""
 
     @property
     def end(self):
         """The side-stream offset just past its last byte."""
-        return self.offset + wire.HEADER_LENGTH + self.length
+        return self.offset + self.header_length + self.length
+
+    @property
+    def size(self):
+        """Its bytes, header included, as its header announces them."""
+        return self.header_length + self.length
 
     @property
     def straddling(self):
@@ -134,9 +145,11 @@ class RecordTracker:
         self.alpn = None              # the ALPN protocol it selected (in clear: up to TLS 1.2)
         self.ccs_seen = False         # this side sent a change_cipher_spec record
         self.desyncs = 0              # times record framing was lost (then resynchronised)
+        self.broken = 0               # ... of those, by a header that made no sense (not a gap)
         self.count = 0                # records completed
         self.partial = None           # the incomplete record at the end of the stream
         self._handshake = wire.HandshakeReader()
+        self._sslv2 = 0               # SSLv2-format records: none, SSLV2_ONE (the hello), SSLV2_ALL
         self._held = None             # completed record waiting for the next one to start
         self._log = []                # (offset, payload|None, frame|length, time): chunks kept while seeking/resynchronising
         self._candidates = []         # RESYNC: (offset, version, next_header_offset)
@@ -149,7 +162,8 @@ class RecordTracker:
                 "hello_retry": self.hello_retry, "client_hello": self.client_hello,
                 "client_random": self.client_random, "sni": self.sni,
                 "alpn_offered": self.alpn_offered, "cipher": self.cipher, "alpn": self.alpn,
-                "ccs_seen": self.ccs_seen, "desyncs": self.desyncs, "count": self.count,
+                "ccs_seen": self.ccs_seen, "desyncs": self.desyncs, "broken": self.broken,
+                "count": self.count,
                 "partial": self.partial, "held": self._held, "record_start": self._start,
                 "header": self._hdr, "header_frames": self._hdr_frames, "type": self._type,
                 "length": self._length, "body_left": self._body_left,
@@ -159,10 +173,10 @@ class RecordTracker:
 
     @property
     def tunnelled(self):
-        """TLS found after a prologue whose framing keeps breaking without capture
-        gaps: TLS carried inside another protocol's frames (WebSocket, say), not
-        TLS on this stream."""
-        return bool(self.tls_start) and self.desyncs >= 3 and 4 * self.desyncs >= self.count
+        """TLS found after a prologue whose framing keeps breaking on captured bytes
+        (not at capture gaps): TLS carried inside another protocol's frames
+        (WebSocket, OpenVPN over TCP), not TLS on this stream."""
+        return bool(self.tls_start) and self.broken >= 2 and 4 * self.broken >= self.count
 
     # -- inputs ---------------------------------------------------------------
 
@@ -218,6 +232,14 @@ class RecordTracker:
         out = []
         if length <= 0:
             return out
+        if self.mode == RESYNC:
+            # a candidate whose record ends exactly where the hole begins is
+            # confirmed by it, as by the end of the stream (a side that starts
+            # mid-stream with one whole record, then a hole)
+            for cand in self._candidates:
+                if cand[2] == offset:
+                    self._sync_at(cand[0], out)
+                    break
         if self.mode == SYNC:
             self._gap_in_sync(length, out)
         elif self.mode == OFF:
@@ -266,23 +288,23 @@ class RecordTracker:
         window_start = self._log[0][0]
         window = b"".join(bytes(chunk[1]) for chunk in self._log)
         if window_start == 0 and window and window[0] & 0x80:
-            # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1)
+            # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1),
+            # or the SERVER-HELLO of a pure SSL 2.0 connection
             try:
                 hello = wire.sslv2_client_hello_length(window)
             except wire.MalformedTLS:
                 hello = False
-            if hello is None:
-                return  # wait for its first 5 bytes
-            if hello:
-                total, version = hello
-                self.sslv2_hello = version
-                self.client_hello = True
-                self.tls_start = 0
-                if version == 0x0002:
-                    self.mode = OFF  # a pure SSLv2 connection: no TLS records follow
-                    self._log = []
-                    return
-                self._sync_at(total, out)  # TLS records follow it
+            server = wire.sslv2_server_hello(window) if hello is False else False
+            if hello is None or server is None:
+                return  # wait for its first bytes
+            if hello or server:
+                if hello:
+                    self.sslv2_hello = hello[1]
+                    self.client_hello = True
+                pure = server or hello[1] == wire.SSLV2_VERSION
+                # its records: SSLv2 to the end (pure SSL 2.0), or this one, then TLS
+                self._sslv2 = SSLV2_ALL if pure else SSLV2_ONE
+                self._sync_at(0, out)
                 return
         match = wire.TLS_START.search(window)
         if match:
@@ -406,6 +428,7 @@ class RecordTracker:
         # (clear handshake, alert), so they cannot be skipped.
         self._start = self.pos
         self._hdr = b""
+        self._hlen = wire.HEADER_LENGTH   # the header's length (an SSLv2 one: 2 or 3)
         self._hdr_frames = 0
         self._type = self._version = self._length = None
         self._body_left = 0
@@ -440,29 +463,33 @@ class RecordTracker:
             if self._type is None:
                 if not self._hdr:
                     self._start = base + pos
-                    if n - pos >= 5:
+                    hlen = self._hlen = wire.sslv2_header_length(payload[pos]) \
+                        if self._sslv2 else wire.HEADER_LENGTH
+                    if n - pos >= hlen:
                         # the whole header in this segment (the common case)
-                        self._hdr = bytes(payload[pos:pos + 5])
-                        pos += 5
+                        self._hdr = bytes(payload[pos:pos + hlen])
+                        pos += hlen
                         self._hdr_frames = 1
                     else:
                         self._hdr = bytes(payload[pos:])
                         pos = n
                         self._hdr_frames = 1
                 else:
-                    take = min(5 - len(self._hdr), n - pos)
+                    take = min(self._hlen - len(self._hdr), n - pos)
                     self._hdr += bytes(payload[pos:pos + take])
                     pos += take
                     if self._cur_frames[-1] != frame:
                         self._hdr_frames += 1
                 self._touch(frame, time, base + pos, out)
-                if len(self._hdr) < 5:
+                if len(self._hdr) < self._hlen:
                     continue
                 try:
-                    self._type, self._version, self._length = wire.parse_header(self._hdr)
+                    self._type, self._version, self._length = wire.parse_sslv2_header(self._hdr) \
+                        if self._sslv2 else wire.parse_header(self._hdr)
                 except wire.MalformedTLS:
                     # framing lost: look for it again from the next byte on
                     self.desyncs += 1
+                    self.broken += 1
                     self._flush(out)
                     self._reset_record()
                     self.mode = RESYNC
@@ -580,9 +607,11 @@ class RecordTracker:
         self._held = [self.count, self._start, self._type, self._version, self._length,
                       tuple(self._cur_frames), tuple(self._cur_ends), self._hdr_frames,
                       self._first_time, self._last_time, self._coalesced_prev, self._missing,
-                      tuple(self._messages), alert, True, 0]
+                      tuple(self._messages), alert, True, 0, self._hlen]
         self.count += 1
-        self.pos = self._start + 5 + self._length
+        self.pos = self._start + self._hlen + self._length
+        if self._sslv2 == SSLV2_ONE:
+            self._sslv2 = 0           # TLS records follow the SSLv2-format ClientHello
         self._reset_record()
 
     def _release(self, next_first_frame, out):
@@ -606,7 +635,7 @@ class RecordTracker:
             content_type = self._hdr[0] if self._hdr else 0
             version = 0
         else:
-            received = 5 + self._length - self._body_left - self._missing
+            received = self._hlen + self._length - self._body_left - self._missing
             length, content_type, version = self._length, self._type, self._version
         return Record(index=self.count, offset=self._start, type=content_type,
                       version=version, length=length, frames=tuple(self._cur_frames),
@@ -614,4 +643,4 @@ class RecordTracker:
                       first_time=self._first_time, last_time=self._last_time,
                       coalesced=False, missing=self._missing,
                       messages=tuple(self._messages), complete=False,
-                      received=received)
+                      received=received, header_length=self._hlen)

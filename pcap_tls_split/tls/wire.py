@@ -20,7 +20,7 @@ HANDSHAKE = 22
 APPLICATION_DATA = 23
 HEARTBEAT = 24
 CONTENT_TYPES = {20: "change_cipher_spec", 21: "alert", 22: "handshake",
-                 23: "application_data", 24: "heartbeat"}
+                 23: "application_data", 24: "heartbeat", "sslv2": "sslv2"}
 
 # Largest record body a peer may send: 2^14 + 2048 (RFC 5246 section 6.2.3).
 MAX_RECORD_LENGTH = 2 ** 14 + 2048
@@ -105,6 +105,42 @@ def parse_header(header):
     if length > MAX_RECORD_LENGTH:
         raise MalformedTLS(f"length {length}")
     return content_type, (major << 8) | minor, length
+
+
+# An SSLv2-format record (RFC 6101 appendix E, the SSL 2.0 draft): no content
+# type; Record.type is this word for them. Its header is 2 bytes (high bit set:
+# a 15-bit length) or 3 (a 14-bit length and a padding count).
+SSLV2 = "sslv2"
+SSLV2_VERSION = 0x0002
+SSLV2_CLIENT_HELLO, SSLV2_SERVER_HELLO = 1, 4
+
+
+def sslv2_header_length(first_byte):
+    """The length of an SSLv2 record header that starts with ``first_byte``."""
+    return 2 if first_byte & 0x80 else 3
+
+
+def parse_sslv2_header(header):
+    """Parse a 2- or 3-byte SSLv2 record header (``sslv2_header_length`` bytes).
+
+    Complete: ``(SSLV2, 0x0002, length)``; malformed: ``MalformedTLS`` for a
+    zero length."""
+    if header[0] & 0x80:
+        length = ((header[0] & 0x7F) << 8) | header[1]
+    else:
+        length = ((header[0] & 0x3F) << 8) | header[1]
+    if not length:
+        raise MalformedTLS("SSLv2 record length 0")
+    return SSLV2, SSLV2_VERSION, length
+
+
+def sslv2_server_hello(head):
+    """Whether ``head`` starts with an SSL 2.0 SERVER-HELLO (2-byte header, message
+    type 4, server version 0x0002). Complete: True or False; incomplete: None."""
+    if len(head) < 7:
+        return None
+    return bool(head[0] & 0x80) and head[2] == SSLV2_SERVER_HELLO \
+        and ((head[5] << 8) | head[6]) == SSLV2_VERSION
 
 
 def sslv2_client_hello_length(head):

@@ -35,7 +35,7 @@ class WiresharkRecord:
     offset: int
     """Where its header starts in the side stream (relative sequence number - 1)."""
     type: int
-    """Content type on the wire (None: an SSLv2 record)."""
+    """Content type on the wire (``"sslv2"``: an SSLv2-format record)."""
     length: int
     size: int
     """Bytes Wireshark dissected, header included."""
@@ -52,7 +52,9 @@ class WiresharkRecord:
 
     @property
     def complete(self):
-        return self.type is not None and self.size == 5 + self.length
+        if self.type == tls.SSLV2:
+            return self.size - self.length in (2, 3)
+        return self.type is not None and self.size == tls.HEADER_LENGTH + self.length
 
 
 def _endpoint(addr, port):
@@ -172,7 +174,8 @@ def _tls_layer_records(layer):
             wire = types[pos][0] if types.get(pos) else None
             inner = None
         if wire is None:
-            # SSLv2: no content type; not a record in our sense
+            # SSLv2: no content type; its length is its header's first field
+            wire = tls.SSLV2
             length = lengths.get(pos, size)
         else:
             length = lengths.get(pos + 3, 0)
