@@ -3,6 +3,7 @@
     python3 bench/run.py                        # all three shapes; makes missing captures (root)
     python3 bench/run.py --shape fleet --runs 3
     python3 bench/run.py --shape bulk --capture big.pcap --port 4433
+    python3 bench/run.py --open-connections 20000
 
 The shapes (made by bench/make_capture.py, real TLS on real sockets, captured
 by tcpdump at MTU 1500 with offloads off; each capture has a FILE.json beside it
@@ -20,6 +21,15 @@ on the capture doubled (the same traffic again, later, other client ports: memor
 stays flat) and on the capture written as pcapng. Prints each one's median wall
 time, its ratio to ours and its peak memory (the child's maximum resident set
 size, from wait4), then tshark's time over ours.
+
+--open-connections N measures the state kept per open connection instead: it
+writes (synthetically; one real ClientHello made by CPython's ssl) a capture in
+which N TCP connections are all open at once (SYN, SYN-ACK, ACK, ClientHello,
+ACK; then, once all N are open, each closes with FIN both ways), the same
+packets with each connection closed before the next opens, and a capture of one
+such connection as the baseline (start-up and imports); it reports
+(peak RSS all open - peak RSS baseline) / N, and (all open - one by one) / N, the
+part that is there only while the connections are open.
 """
 
 import argparse
@@ -27,6 +37,7 @@ import compileall
 import json
 import os
 import shutil
+import ssl
 import statistics
 import struct
 import subprocess
@@ -172,6 +183,114 @@ def bench_shape(shape, path, meta, tls_ports, runs):
     sys.stdout.flush()
 
 
+# ----------------------------------------------------------------------------- open connections
+
+def client_hello():
+    """One real ClientHello record, as CPython's ssl (OpenSSL) sends it."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="open.example")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def tcp_frame(src, sport, dst, dport, seq, ack, flags, payload=b""):
+    """Ethernet/IPv4/TCP with correct checksums."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags,
+                      64240, 0, 0) + payload
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp
+
+
+def open_connections_capture(path, n, at_once):
+    """n connections to 198.19.0.1:443 from 198.18.x.y, each SYN, SYN-ACK, ACK, ClientHello,
+    ACK, then FIN both ways and the last ACK: all opened before any closes (at_once),
+    or each closed before the next opens."""
+    captures = _captures()
+    hello = client_hello()
+    server = bytes([198, 19, 0, 1])
+    SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
+    frames = []
+    clock = [1_700_000_000.0]
+
+    def emit(frame):
+        clock[0] += 1e-5
+        frames.append((clock[0], 1, frame, len(frame)))
+
+    def addr(i):
+        return bytes([198, 18, (i >> 8) & 0xFF, i & 0xFF]), 20000 + (i >> 16)
+
+    def opening(i):
+        client, port = addr(i)
+        c, s = 1000 + i, 5000 + i
+        emit(tcp_frame(client, port, server, 443, c, 0, SYN))
+        emit(tcp_frame(server, 443, client, port, s, c + 1, SYN | ACK))
+        emit(tcp_frame(client, port, server, 443, c + 1, s + 1, ACK))
+        emit(tcp_frame(client, port, server, 443, c + 1, s + 1, PSH | ACK, hello))
+        emit(tcp_frame(server, 443, client, port, s + 1, c + 1 + len(hello), ACK))
+
+    def closing(i):
+        client, port = addr(i)
+        c, s = 1000 + i + 1 + len(hello), 5000 + i + 1
+        emit(tcp_frame(client, port, server, 443, c, s, FIN | ACK))
+        emit(tcp_frame(server, 443, client, port, s, c + 1, FIN | ACK))
+        emit(tcp_frame(client, port, server, 443, c + 1, s + 1, ACK))
+
+    if at_once:
+        for i in range(n):
+            opening(i)
+        for i in range(n):
+            closing(i)
+    else:
+        for i in range(n):
+            opening(i)
+            closing(i)
+    captures.write_pcap(path, frames)
+
+
+def bench_open_connections(n, runs):
+    variants = {"baseline": (1, True), "one by one": (n, False), "all open": (n, True)}
+    paths = {}
+    for name, (count, at_once) in variants.items():
+        path = paths[name] = f"/tmp/pts-open-{count}-{'at-once' if at_once else 'one-by-one'}.pcap"
+        if not os.path.exists(path):
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--write-open", str(count),
+                            "1" if at_once else "0", path], check=True)
+    results = {}
+    for _ in range(runs):
+        for fmt in ("jsonl", "json"):
+            for name, path in paths.items():
+                results.setdefault((fmt, name), []).append(measure(ours(fmt) + [path]))
+    print()
+    print(f"open connections: {n:,} TCP connections (SYN, SYN-ACK, ACK, ClientHello, ACK, ... FIN both "
+          f"ways), {os.path.getsize(paths['all open']) / 1e6:.0f} MB; {runs} runs each, alternating")
+    print("  all open: every connection opened before any closes; one by one: the same packets, each")
+    print("  connection closed before the next opens; baseline: one connection (start-up, imports)")
+    print(f"{'peak MB (median)':22} {'baseline':>9} {'one by one':>11} {'all open':>9} "
+          f"{'(all open - baseline) / N':>26} {'(all open - one by one) / N':>28}")
+    for fmt in ("jsonl", "json"):
+        peak = {name: statistics.median(m for _, m in results[fmt, name]) for name in variants}
+        per_all = (peak["all open"] - peak["baseline"]) * 1024 / n
+        per_open = (peak["all open"] - peak["one by one"]) * 1024 / n
+        print(f"{'ours --format ' + fmt:22} {peak['baseline']:9.1f} {peak['one by one']:11.1f} "
+              f"{peak['all open']:9.1f} {per_all:23.2f} KB {per_open:25.2f} KB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=SHAPES + ("all",), default="all")
@@ -179,8 +298,11 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--port", type=int, action="append", default=[],
                         help="a TLS port for tshark's decode-as, besides those in the capture's .json")
+    parser.add_argument("--open-connections", type=int, metavar="N",
+                        help="measure the memory per open connection with N connections open at once")
     parser.add_argument("--double", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--pcapng", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--write-open", nargs=3, metavar=("N", "AT_ONCE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.double:
         double(*args.double)
@@ -188,9 +310,15 @@ def main():
     if args.pcapng:
         as_pcapng(*args.pcapng)
         return
+    if args.write_open:
+        open_connections_capture(args.write_open[2], int(args.write_open[0]), args.write_open[1] == "1")
+        return
     # compiled once, as an installed package is (pip compiles on install): the
     # timings are not about compiling the sources at every start
     compileall.compile_dir(os.path.join(ROOT, "pcap_tls_split"), quiet=1)
+    if args.open_connections:
+        bench_open_connections(args.open_connections, args.runs)
+        return
     shapes = SHAPES if args.shape == "all" else (args.shape,)
     if args.capture and len(shapes) > 1:
         parser.error("--capture names one file: give one --shape")
