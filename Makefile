@@ -21,8 +21,13 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# the three capture shapes (made in /tmp if missing: root), then the state per open
+# connection; e.g. make bench BENCH_RUNS=3 BENCH_ARGS="--shape fleet"
+BENCH_RUNS ?= 5
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --runs $(BENCH_RUNS) $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --open-connections 20000 --runs $(BENCH_RUNS)
 
 # write tests/golden/ anew from the CLI's current output (then read the diff)
 golden: setup

@@ -1,26 +1,52 @@
-"""Time pcap-tls-split against tshark, a plain dpkt loop and cat, on one capture.
+"""Time pcap-tls-split against tshark, a plain dpkt loop and cat, on three shapes of capture.
 
-    python3 bench/run.py                       # makes /tmp/pts-bulk.pcap if missing (root)
-    python3 bench/run.py --capture big.pcap --runs 5
+    python3 bench/run.py                        # all three shapes; makes missing captures (root)
+    python3 bench/run.py --shape fleet --runs 3
+    python3 bench/run.py --shape bulk --capture big.pcap --port 4433
+    python3 bench/run.py --open-connections 20000
 
-Whole processes, alternating, several runs; prints each one's median wall time,
-its ratio to ours and its peak memory (the child's maximum resident set size,
-from wait4). Also: ours through standard input, ours on the capture doubled
-(the same traffic twice, later in time), to show that memory stays flat, and
-ours on the same capture written as pcapng.
+The shapes (made by bench/make_capture.py, real TLS on real sockets, captured
+by tcpdump at MTU 1500 with offloads off; each capture has a FILE.json beside it
+saying what it holds and its TLS ports):
+
+  bulk   /tmp/pts-bulk.pcap   200 TLS connections of 1 MB each
+  fleet  /tmp/pts-fleet.pcap  20,000 short TLS 1.2/1.3 connections, closes of every kind
+  field  /tmp/pts-field.pcap  14,000 TLS connections among HTTP, SSH-like, DNS, syslog, ICMP, ARP
+
+For each shape, one alternating run (each contender once per round, --runs
+rounds) of whole processes: ours with --format jsonl (the reference) and json,
+ours from standard input, a plain dpkt decode loop, cat, and tshark listing TLS
+record lengths (decode-as TLS on every TLS port of the capture). Bulk also has ours
+on the capture doubled (the same traffic again, later, other client ports: memory
+stays flat) and on the capture written as pcapng. Prints each one's median wall
+time, its ratio to ours and its peak memory (the child's maximum resident set
+size, from wait4), then tshark's time over ours.
+
+--open-connections N measures the state kept per open connection instead: it
+writes (synthetically; one real ClientHello made by CPython's ssl) a capture in
+which N TCP connections are all open at once (SYN, SYN-ACK, ACK, ClientHello,
+ACK; then, once all N are open, each closes with FIN both ways), the same
+packets with each connection closed before the next opens, and a capture of one
+such connection as the baseline (start-up and imports); it reports
+(peak RSS all open - peak RSS baseline) / N, and (all open - one by one) / N, the
+part that is there only while the connections are open.
 """
 
 import argparse
 import compileall
+import json
 import os
 import shutil
+import ssl
 import statistics
+import struct
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+SHAPES = ("bulk", "fleet", "field")
 
 DPKT_LOOP = """
 import sys, dpkt
@@ -46,8 +72,12 @@ def measure(cmd, stdin_path=None):
         stdin.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"bench: {cmd[0]} exited {proc.returncode}")
+        raise SystemExit(f"bench: {' '.join(cmd)} exited {proc.returncode}")
     return wall, usage.ru_maxrss / 1024
+
+
+def ours(fmt):
+    return [sys.executable, "-m", "pcap_tls_split", "analyze", "--all", "--format", fmt]
 
 
 def _captures():
@@ -66,7 +96,6 @@ def as_pcapng(path, out):
 def double(path, out):
     """The capture with its packets repeated once more, shifted in time and port."""
     captures = _captures()
-    import struct
     frames = captures.read_frames(path)
     shift = frames[-1][0] - frames[0][0] + 1
     more = []
@@ -81,13 +110,199 @@ def double(path, out):
     captures.write_pcap(out, frames + more)
 
 
+def derived(kind, capture):
+    """The doubled or pcapng file made from capture (made again when older than it).
+    Made in a child: a forked child's peak RSS counts its parent's memory at fork."""
+    out = capture + (".double.pcap" if kind == "double" else ".pcapng")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(capture):
+        subprocess.run([sys.executable, os.path.abspath(__file__), f"--{kind}", capture, out], check=True)
+    return out
+
+
+def ensure_capture(shape, path):
+    """The capture's description (FILE.json), making the capture first if it or its
+    description is missing (a file from before the shapes has none)."""
+    meta = path + ".json"
+    if not (os.path.exists(path) and os.path.exists(meta)):
+        subprocess.run([sys.executable, os.path.join(HERE, "make_capture.py"), "--shape", shape,
+                        "--out", path], check=True)
+    with open(meta) as f:
+        return json.load(f)
+
+
+def describe(shape, path, meta):
+    size = os.path.getsize(path)
+    if not meta:
+        return f"{shape}: {path}, {size / 1e6:.0f} MB"
+    other = {k: v for k, v in meta["protocols"].items() if k != "tcp"}
+    tcp = sum(meta["tcp_connections_by_port"].values())
+    line = (f"{shape}: {path}, {size / 1e6:.0f} MB, {meta['frames']:,} frames (largest {meta['max_frame']} B), "
+            f"{meta['tls_connections']:,} TLS connections ({tcp:,} TCP), TLS ports "
+            f"{','.join(map(str, meta['tls_ports']))}")
+    versions = {k: v for k, v in meta["client_counters"].items() if k.startswith("tls1.")}
+    if versions:
+        line += "; " + ", ".join(f"TLS {k[3:]} {v:,}" for k, v in sorted(versions.items()))
+    if other:
+        line += "\n  other frames: " + ", ".join(f"{k} {v:,}" for k, v in other.items())
+    return line
+
+
+def bench_shape(shape, path, meta, tls_ports, runs):
+    contenders = {
+        "ours --format jsonl": (ours("jsonl") + [path], None),
+        "ours --format json": (ours("json") + [path], None),
+        "ours --format jsonl - (stdin)": (ours("jsonl") + ["-"], path),
+        "dpkt loop (Ethernet/IP/TCP)": ([sys.executable, "-c", DPKT_LOOP, path], None),
+        "cat (I/O floor)": (["cat", path], None),
+    }
+    if shutil.which("tshark"):
+        decode_as = [a for p in tls_ports for a in ("-d", f"tcp.port=={p},tls")]
+        contenders["tshark TLS record lengths"] = (
+            ["tshark", "-n", "-r", path, *decode_as, "-T", "fields", "-e", "tls.record.length"], None)
+    if shape == "bulk":
+        contenders["ours --format jsonl, capture doubled"] = (ours("jsonl") + [derived("double", path)], None)
+        contenders["ours --format jsonl, capture as pcapng"] = (ours("jsonl") + [derived("pcapng", path)],
+                                                                None)
+    results = {name: [] for name in contenders}
+    for _ in range(runs):
+        for name, (cmd, stdin) in contenders.items():  # alternating
+            results[name].append(measure(cmd, stdin))
+    print()
+    print(describe(shape, path, meta))
+    print(f"{runs} runs each, alternating; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    base = statistics.median(w for w, _ in results["ours --format jsonl"])
+    print(f"{'':42} {'median s':>9} {'x ours':>7} {'peak MB':>8}")
+    medians = {}
+    for name, rows in results.items():
+        medians[name] = wall = statistics.median(w for w, _ in rows)
+        peak = max(m for _, m in rows)
+        print(f"{name:42} {wall:9.2f} {wall / base:7.1f} {peak:8.0f}")
+    if "tshark TLS record lengths" in medians:
+        t = medians["tshark TLS record lengths"]
+        print(f"tshark / ours: {t / base:.1f}x (jsonl), {t / medians['ours --format json']:.1f}x (json)")
+    sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------- open connections
+
+def client_hello():
+    """One real ClientHello record, as CPython's ssl (OpenSSL) sends it."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="open.example")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def tcp_frame(src, sport, dst, dport, seq, ack, flags, payload=b""):
+    """Ethernet/IPv4/TCP with correct checksums."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags,
+                      64240, 0, 0) + payload
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp
+
+
+def open_connections_capture(path, n, at_once):
+    """n connections to 198.19.0.1:443 from 198.18.x.y, each SYN, SYN-ACK, ACK, ClientHello,
+    ACK, then FIN both ways and the last ACK: all opened before any closes (at_once),
+    or each closed before the next opens."""
+    captures = _captures()
+    hello = client_hello()
+    server = bytes([198, 19, 0, 1])
+    SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
+    frames = []
+    clock = [1_700_000_000.0]
+
+    def emit(frame):
+        clock[0] += 1e-5
+        frames.append((clock[0], 1, frame, len(frame)))
+
+    def addr(i):
+        return bytes([198, 18, (i >> 8) & 0xFF, i & 0xFF]), 20000 + (i >> 16)
+
+    def opening(i):
+        client, port = addr(i)
+        c, s = 1000 + i, 5000 + i
+        emit(tcp_frame(client, port, server, 443, c, 0, SYN))
+        emit(tcp_frame(server, 443, client, port, s, c + 1, SYN | ACK))
+        emit(tcp_frame(client, port, server, 443, c + 1, s + 1, ACK))
+        emit(tcp_frame(client, port, server, 443, c + 1, s + 1, PSH | ACK, hello))
+        emit(tcp_frame(server, 443, client, port, s + 1, c + 1 + len(hello), ACK))
+
+    def closing(i):
+        client, port = addr(i)
+        c, s = 1000 + i + 1 + len(hello), 5000 + i + 1
+        emit(tcp_frame(client, port, server, 443, c, s, FIN | ACK))
+        emit(tcp_frame(server, 443, client, port, s, c + 1, FIN | ACK))
+        emit(tcp_frame(client, port, server, 443, c + 1, s + 1, ACK))
+
+    if at_once:
+        for i in range(n):
+            opening(i)
+        for i in range(n):
+            closing(i)
+    else:
+        for i in range(n):
+            opening(i)
+            closing(i)
+    captures.write_pcap(path, frames)
+
+
+def bench_open_connections(n, runs):
+    variants = {"baseline": (1, True), "one by one": (n, False), "all open": (n, True)}
+    paths = {}
+    for name, (count, at_once) in variants.items():
+        path = paths[name] = f"/tmp/pts-open-{count}-{'at-once' if at_once else 'one-by-one'}.pcap"
+        if not os.path.exists(path):
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--write-open", str(count),
+                            "1" if at_once else "0", path], check=True)
+    results = {}
+    for _ in range(runs):
+        for fmt in ("jsonl", "json"):
+            for name, path in paths.items():
+                results.setdefault((fmt, name), []).append(measure(ours(fmt) + [path]))
+    print()
+    print(f"open connections: {n:,} TCP connections (SYN, SYN-ACK, ACK, ClientHello, ACK, ... FIN both "
+          f"ways), {os.path.getsize(paths['all open']) / 1e6:.0f} MB; {runs} runs each, alternating")
+    print("  all open: every connection opened before any closes; one by one: the same packets, each")
+    print("  connection closed before the next opens; baseline: one connection (start-up, imports)")
+    print(f"{'peak MB (median)':22} {'baseline':>9} {'one by one':>11} {'all open':>9} "
+          f"{'(all open - baseline) / N':>26} {'(all open - one by one) / N':>28}")
+    for fmt in ("jsonl", "json"):
+        peak = {name: statistics.median(m for _, m in results[fmt, name]) for name in variants}
+        per_all = (peak["all open"] - peak["baseline"]) * 1024 / n
+        per_open = (peak["all open"] - peak["one by one"]) * 1024 / n
+        print(f"{'ours --format ' + fmt:22} {peak['baseline']:9.1f} {peak['one by one']:11.1f} "
+              f"{peak['all open']:9.1f} {per_all:23.2f} KB {per_open:25.2f} KB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--capture", default="/tmp/pts-bulk.pcap")
+    parser.add_argument("--shape", choices=SHAPES + ("all",), default="all")
+    parser.add_argument("--capture", help="time this file instead of /tmp/pts-SHAPE.pcap (one --shape)")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--port", type=int, default=9443, help="TLS port for tshark's decode-as")
+    parser.add_argument("--port", type=int, action="append", default=[],
+                        help="a TLS port for tshark's decode-as, besides those in the capture's .json")
+    parser.add_argument("--open-connections", type=int, metavar="N",
+                        help="measure the memory per open connection with N connections open at once")
     parser.add_argument("--double", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--pcapng", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--write-open", nargs=3, metavar=("N", "AT_ONCE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.double:
         double(*args.double)
@@ -95,48 +310,26 @@ def main():
     if args.pcapng:
         as_pcapng(*args.pcapng)
         return
-    if not os.path.exists(args.capture):
-        subprocess.run([sys.executable, os.path.join(HERE, "make_capture.py"), "--out", args.capture],
-                       check=True)
+    if args.write_open:
+        open_connections_capture(args.write_open[2], int(args.write_open[0]), args.write_open[1] == "1")
+        return
     # compiled once, as an installed package is (pip compiles on install): the
     # timings are not about compiling the sources at every start
     compileall.compile_dir(os.path.join(ROOT, "pcap_tls_split"), quiet=1)
-    ours = [sys.executable, "-m", "pcap_tls_split", "analyze", "--all", "--format", "json"]
-    contenders = {
-        "pcap-tls-split analyze": (ours + [args.capture], None),
-        "pcap-tls-split analyze - (stdin)": (ours + ["-"], args.capture),
-        "dpkt loop (Ethernet/IP/TCP)": ([sys.executable, "-c", DPKT_LOOP, args.capture], None),
-        "cat (I/O floor)": (["cat", args.capture], None),
-    }
-    if shutil.which("tshark"):
-        contenders["tshark TLS record lengths"] = (
-            ["tshark", "-n", "-r", args.capture, "-d", f"tcp.port=={args.port},tls",
-             "-T", "fields", "-e", "tls.record.length"], None)
-    # made in a child: a forked child's peak RSS counts its parent's memory at fork
-    doubled = args.capture + ".double.pcap"
-    if not os.path.exists(doubled):
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--double", args.capture, doubled],
-                       check=True)
-    contenders["pcap-tls-split analyze, capture doubled"] = (ours + [doubled], None)
-    pcapng = args.capture + ".pcapng"
-    if not os.path.exists(pcapng):
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--pcapng", args.capture, pcapng],
-                       check=True)
-    contenders["pcap-tls-split analyze, capture as pcapng"] = (ours + [pcapng], None)
-
-    results = {name: [] for name in contenders}
-    for _ in range(args.runs):
-        for name, (cmd, stdin) in contenders.items():  # alternating
-            results[name].append(measure(cmd, stdin))
-    base = statistics.median(w for w, _ in results["pcap-tls-split analyze"])
-    size = os.path.getsize(args.capture)
-    print(f"capture: {args.capture}, {size / 1e6:.0f} MB; {args.runs} runs each, alternating; "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    print(f"{'':42} {'median s':>9} {'x ours':>7} {'peak MB':>8}")
-    for name, runs in results.items():
-        wall = statistics.median(w for w, _ in runs)
-        peak = max(m for _, m in runs)
-        print(f"{name:42} {wall:9.2f} {wall / base:7.1f} {peak:8.0f}")
+    if args.open_connections:
+        bench_open_connections(args.open_connections, args.runs)
+        return
+    shapes = SHAPES if args.shape == "all" else (args.shape,)
+    if args.capture and len(shapes) > 1:
+        parser.error("--capture names one file: give one --shape")
+    for shape in shapes:
+        path = args.capture or f"/tmp/pts-{shape}.pcap"
+        if args.capture and not os.path.exists(path + ".json"):
+            meta = None
+        else:
+            meta = ensure_capture(shape, path)
+        ports = sorted(set((meta["tls_ports"] if meta else [443]) + args.port))
+        bench_shape(shape, path, meta, ports, args.runs)
 
 
 if __name__ == "__main__":
