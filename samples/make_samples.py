@@ -3,7 +3,7 @@
 
 Each sample is one scenario of ``pcap-tls-split lab`` (pcap_tls_split/lab/scenarios.py)
 captured on loopback, i.e. what ``pcap-tls-split lab run SCENARIO`` does, with a
-fixed server port per sample (8401-8424) and the file names the test suite
+fixed server port per sample (8401-8429) and the file names the test suite
 knows. The lab checks every capture against its scenario (re-capturing up to 3
 times when timing on a busy machine spoiled it), and this script then rewrites
 ``expected.json`` from the scenarios' expected verdicts plus the measured layout.
@@ -57,6 +57,11 @@ SAMPLES = [
     ("capture-ends-inside-record.pcap", "capture-ends-inside-record", 8422, {}),
     ("field-bug-70-tries.pcap", "field-bug-70-tries", 8423, {}),
     ("server-resets-after-clean-close.pcap", "server-resets-after-clean-close", 8424, {}),
+    ("farewell-race-tls12.pcap", "farewell-race-tls12", 8425, {}),
+    ("farewell-race-tls13.pcap", "farewell-race-tls13", 8426, {}),
+    ("preconnect-abandoned.pcap", "preconnect-abandoned", 8427, {}),
+    ("one-sided-capture.pcap", "one-sided-capture", 8428, {}),
+    ("client-leaves-data-unread.pcap", "client-leaves-data-unread", 8429, {}),
 ]
 OPTION_FLAGS = {"ipv6": "--ipv6", "pcapng": "--pcapng", "nano": "--nanosecond"}
 

@@ -83,15 +83,15 @@ def their_shape(record):
     return ("sslv2", length + 2) if kind is None else record
 
 
-def agrees(rows, theirs):
-    """Our records of a direction agree with Wireshark's: the same, or Wireshark's
-    stop where the capture has a hole (inside the next record, or before it) and
-    ours carry on past it."""
+def agrees(rows, theirs, gaps):
+    """Our records of a direction agree with Wireshark's: the same, or (the capture
+    left ``gaps`` holes in that connection) Wireshark's stop where the capture has a
+    hole (inside the next record, or before it) and ours carry on past it."""
     mine = [shape(r) for r in rows]
     if mine == theirs:
         return True
     k = len(theirs)
-    if len(mine) <= k or mine[:k] != theirs:
+    if not gaps or len(mine) <= k or mine[:k] != theirs:
         return False
     after = rows[k]
     before = rows[k - 1] if k else None
@@ -146,9 +146,12 @@ def test_record_boundaries_match_tshark(path, tshark):
         theirs.update({key: value for key, value in decoded.items() if key[0] in missing})
     if path.name in KNOWN_STREAM_DIFFERENCES:
         theirs = _renumber(path, theirs, tshark)
+    gaps = defaultdict(int)
+    for conn in pcap_tls_split.analyze(str(path), all_connections=True).connections:
+        gaps[conn.stream] += conn.quality.gaps
     differences = []
     for key in sorted(set(ours) | set(theirs)):
-        if agrees(ours.get(key, []), [their_shape(r) for r in theirs.get(key, [])]):
+        if agrees(ours.get(key, []), [their_shape(r) for r in theirs.get(key, [])], gaps[key[0]]):
             continue
         stream, src = key
         if (path.name, stream, src) in KNOWN_DIFFERENCES or (path.name, stream, None) in KNOWN_DIFFERENCES:

@@ -212,3 +212,130 @@ def test_the_report_is_built_from_the_same_facts():
     assert report.close.aligned is True and report.close.last_record_straddled is False
     assert [f.code for f in report.findings][:1] == ["close_before_pending_records"]
     assert record(23, b"") == bytes.fromhex("1703030000")
+
+
+# -- handshake-only aborts, peer farewells, one-sided captures, unread data, confidence --------
+
+def test_a_preconnect_abandoned_before_the_servers_flight_is_no_field_bug():
+    wire = Wire()
+    wire.client.send(client_hello())
+    wire.client.fin(after=0.02)
+    wire.server.send(server_hello("1.3"), ccs(), app(900, b"\x55"), ack=0, after=0.08)
+    wire.client.rst()
+    found = codes(wire.findings())
+    assert ("close_during_handshake", "client", "medium") in found
+    assert ("close_before_pending_records", "client", "info") in found
+    (lost,) = [f for f in wire.findings() if f.code == "reset_on_data_after_close"]
+    assert lost.severity == "info" and lost.evidence["lost"] == "handshake"
+    assert not any(f.severity >= Severity.HIGH for f in wire.findings())
+
+
+def _goodbye_race(answer_after, server_closes=True):
+    """A whole response, then the client's goodbye (a GOAWAY-sized record and
+    close_notify, FIN); the server's own GOAWAY-sized record ``answer_after`` later."""
+    wire = Wire()                                       # SYN to SYN-ACK: 1 ms
+    wire.tls12(request=app(60))
+    wire.server.send(app(700))
+    wire.client.send(app(41, b"g"), alert(), after=0.05)
+    wire.client.fin(after=0.0001)
+    wire.server.send(app(41, b"g"), ack=wire.client.sent - 31, after=answer_after)
+    if server_closes:
+        wire.server.send(alert(), after=0.001)
+        wire.server.fin(after=0.0001)
+    wire.client.rst()
+    return wire
+
+
+def test_a_peer_farewell_is_low():
+    found = _goodbye_race(answer_after=0.002).findings()
+    (pending,) = [f for f in found if f.code == "close_before_pending_records"]
+    assert pending.severity == "low" and pending.evidence["peer_farewell"] is True
+    (lost,) = [f for f in found if f.code == "reset_on_data_after_close"]
+    assert lost.severity == "info" and lost.evidence["lost"] == "farewell"
+
+
+def test_a_record_at_the_servers_own_pace_is_still_the_field_bug():
+    # 300 ms after the goodbye: far beyond one answer delay (1 ms) plus 5 ms
+    found = _goodbye_race(answer_after=0.3).findings()
+    assert ("close_before_pending_records", "client", "high") in codes(found)
+    # and with no close of its own after it: no farewell either
+    found = _goodbye_race(answer_after=0.002, server_closes=False).findings()
+    assert ("close_before_pending_records", "client", "high") in codes(found)
+
+
+def test_no_close_before_peer_finished_when_the_peer_closed_its_session_before_its_rst():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.client.fin(after=2.0)
+    wire.server.send(alert(), after=0.001)
+    wire.server.rst()
+    assert "close_before_peer_finished" not in {f.code for f in wire.findings()}
+
+
+def test_a_one_sided_capture_of_a_complete_handshake_is_no_close_during_handshake():
+    wire = Wire(handshake=False)
+    # only the client's packets were captured: SYN, hello, Finished, request, close_notify, FIN
+    wire.client.packet(0x02)
+    wire.client.send(client_hello(), ack=0)
+    wire.client.send(ccs(), app(53, b"f"), ack=0)
+    wire.client.send(app(97), ack=0)
+    wire.client.fin(ack=0, after=0.05)
+    found = codes(wire.findings())
+    assert not any(code == "close_during_handshake" for code, _, _ in found), found
+    assert ("no_close_notify", "client", "low") in found        # it sent no alert: complete, then closed
+    # its close_notify (an alert-sized record: the version is not in the capture) counts
+    wire = Wire(handshake=False)
+    wire.client.packet(0x02)
+    for records in ((client_hello(),), (ccs(), app(53, b"f")), (app(97),), (app(19, b"c"),)):
+        wire.client.send(*records, ack=0)
+    wire.client.fin(ack=0, after=0.05)
+    assert not any(code in ("close_during_handshake", "no_close_notify")
+                   for code, _, _ in codes(wire.findings()))
+
+
+def test_close_with_unread_data():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(100))
+    wire.server.send(app(900), after=0.1)
+    wire.client.ack()
+    wire.client.fin(after=0.3)
+    wire.client.rst(after=0.0001)
+    (unread,) = [f for f in wire.findings() if f.code == "close_with_unread_data"]
+    assert unread.severity == "medium" and unread.side == "client"
+    assert unread.evidence["records_unread"] == 2 and unread.evidence["bytes_unread"] == 1010
+    assert "reset_on_data_after_close" not in {f.code for f in wire.findings()}
+    # answering the peer's own close with FIN and RST: not this
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(100), alert())
+    wire.server.fin()
+    wire.client.fin(after=0.01)
+    wire.client.rst(after=0.0001)
+    assert "close_with_unread_data" not in {f.code for f in wire.findings()}
+
+
+def test_a_frame_missing_just_before_the_close_lowers_the_confidence():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(100))
+    missing = app(100)
+    wire.server.seq += len(missing)                 # a record the capture lost
+    wire.client.fin(after=0.1)                      # its ACK covers it
+    wire.server.send(app(300), after=0.2)
+    wire.client.rst()
+    (pending,) = [f for f in wire.findings() if f.code == "close_before_pending_records"]
+    assert pending.confidence != "high"
+    assert "does not hold" in pending.evidence["confidence_reason"]
+
+
+def test_an_unseen_alert_acknowledged_by_the_peer_lowers_no_close_notify():
+    wire = Wire()
+    wire.tls12(request=app(40))
+    wire.server.send(app(300))
+    wire.client.seq += 31                           # its close_notify, not captured
+    wire.client.fin(after=0.05)
+    wire.server.ack()                               # acknowledges the alert and the FIN
+    wire.server.fin()
+    (quiet,) = [f for f in wire.findings() if f.code == "no_close_notify" and f.side == "client"]
+    assert quiet.confidence == "medium" and "31 bytes" in quiet.evidence["confidence_reason"]

@@ -31,6 +31,10 @@ CORPUS_FILES = corpus_files()
 # (corpus file name, our stream) -> (why Wireshark and we differ, what must differ:
 # "stream" = Wireshark numbers it otherwise, "client"/"server" = that side's records)
 KNOWN_DIFFERENCES = {
+    ("KakaoTalk_chat.pcap", 2): (
+        "two SYN-ACKs with different initial sequence numbers, the second after the client had "
+        "acknowledged the first: Wireshark numbers the server's bytes from the second and shows "
+        "none of its records; we keep the one the client acknowledged", {"server"}),
     ("tls__tls1.2-late-protocol-error.pcap", 0): (
         "the client's record after its Client Key Exchange has a bogus header (type 20, version "
         "0xffff, length 65281): Wireshark waits for 65281 bytes that never come and dissects no "
@@ -82,7 +86,8 @@ def test_verify_agrees_on_every_sample(tshark, no_stray_tshark):
     assert not differing
     for conn in report.connections:
         assert conn.stream == conn.wireshark_stream
-        assert all(s.records > 0 for s in conn.sides)
+        one_sided = conn.file.endswith("one-sided-capture.pcap")    # only the client's packets
+        assert all(s.records > 0 for s in conn.sides if not (one_sided and s.side == "server"))
 
 
 def test_verify_compares_closes_too(tshark):
@@ -253,6 +258,8 @@ def test_records_keylog_shows_what_every_sample_sent(tshark, no_stray_tshark):
                                 SAMPLE_FILES))
     for path, (texts, inputs) in zip(SAMPLE_FILES, results):
         assert not inputs[0].errors, inputs[0].errors
+        if path.name in ("one-sided-capture.pcap", "preconnect-abandoned.pcap"):
+            continue          # without the server's hello, or before any secret: nothing to decrypt
         data = [t for t in texts if t.row.complete and t.info.get("content_type") == "application_data"]
         unread = [t for t in texts if t.row.complete and t.row.type == 23 and not t.info["readable"]]
         assert not unread, (path.name, [(t.row.stream, t.row.side, t.row.index) for t in unread])

@@ -81,6 +81,9 @@ CODES = {code.name: code for code in (
     Code("reset_on_data_after_close", Severity.MEDIUM, False,
          "after a side's FIN, peer application data arrived and that side answered "
          "with RST: the data was lost"),
+    Code("close_with_unread_data", Severity.MEDIUM, False,
+         "a side sent its FIN, then a RST nothing from the peer provoked: it closed its "
+         "socket with data it never read"),
     Code("truncated_record", Severity.HIGH, False,
          "a side's own stream ends inside one of its records at its FIN or RST"),
     Code("close_during_handshake", Severity.MEDIUM, False,

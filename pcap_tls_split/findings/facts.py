@@ -5,12 +5,20 @@ is how far into the peer's side stream it had received, the *reaction time*
 runs from the peer's last segment before the close to the close.
 """
 
-from ..tls import wire
+from ..tls import appdata, wire
 
 # A close this long after the peer's last segment (and longer than a few
 # round trips) is an idle or timeout close, not a reaction to that data.
 REACTION_FLOOR = 0.100
 REACTION_RTTS = 4
+# Peer farewell (SIGNATURES.md): its first record at most one answer delay plus
+# this after the closer's goodbye; a new flight at least half an answer delay and
+# this long after the peer's previous record; its close within this of its last record.
+FAREWELL_SLACK = 0.005
+FAREWELL_NEW_FLIGHT = 0.010
+# An alert the capture missed is this many bytes (TLS 1.2 and 1.3 suites)
+UNSEEN_ALERT = (7, 31)
+appdata_head_half = appdata.HEAD // 2   # where a TLS 1.3 Finished can be among a side's first type-23 records
 
 
 def type_name(content_type):
@@ -58,6 +66,19 @@ def ends_on_boundary(closer, records):
     return any(segment.end in (r.offset, r.end) for r in records)
 
 
+def _finished_then_data(side):
+    """The frame of the side's Finished when it sent a type-23 record after it (None: not
+    so): its encrypted handshake record after change_cipher_spec, or (TLS 1.3, where the
+    version may not be known from one side) its first type-23 record of Finished size."""
+    head = side.type23_head
+    if side.finished is not None:
+        return side.finished if any(r.first_frame > side.finished for r in head) else None
+    for i, record in enumerate(head[:appdata_head_half]):
+        if record.length in wire.TLS13_FINISHED_LENGTHS and len(head) > i + 1:
+            return record.last_frame
+    return None
+
+
 class Facts:
     """What the rules of one finished TLS connection read, each computed once."""
 
@@ -67,6 +88,7 @@ class Facts:
         self.server = conn.server
         self.version = wire.version_name(conn.version)
         self.tls13 = self.version == "1.3"
+        self.maybe_tls13 = self.tls13 or self.version is None   # the handshake not captured
         self.rtt = conn.rtt
         self.app = conn.application_data()
         self.closer = first_closer(conn)
@@ -85,6 +107,9 @@ class Facts:
 
     def role(self, side):
         return self.conn.role(side)
+
+    def peer_of(self, side):
+        return self.conn.peer(side)
 
     def from_client(self, side):
         return side is self.client
@@ -111,17 +136,89 @@ class Facts:
         """The side's last application data record (None if it sent none)."""
         return self.app.last(side is self.client, side.type23_tail)
 
+    def sent_application_data(self, side):
+        """The side sent application data at all."""
+        from_client = side is self.client
+        return any(self.app.is_application_data(from_client, r) for r in side.type23_head) or \
+            self.last_application_data(side) is not None
+
     def is_post_handshake(self, side, record):
         return self.app.is_post_handshake(side is self.client, record)
+
+    def is_handshake(self, side, record):
+        """A record of the side's handshake: handshake and change_cipher_spec records, an
+        SSLv2-format hello, and in TLS 1.3 its encrypted handshake flight (type 23,
+        neither application data nor post-handshake)."""
+        kind = record.type
+        if kind in (wire.HANDSHAKE, wire.CHANGE_CIPHER_SPEC, wire.SSLV2):
+            return True
+        from_client = side is self.client
+        return (self.tls13 and kind == wire.APPLICATION_DATA and not self.is_alert(side, record)
+                and not self.app.is_application_data(from_client, record)
+                and not self.app.is_post_handshake(from_client, record))
+
+    # -- the peer's answer to a close (SIGNATURES.md "Answer delay", "Peer farewell") --
+
+    def answer_delay(self, closer):
+        """How long the peer takes to answer a packet of the closer, measured on the
+        handshake (None: not measurable, as on a capture that starts mid-stream)."""
+        conn = self.conn
+        peer = self.peer_of(closer)
+        if closer is self.client:
+            if conn.syn_time is not None and conn.synack_time is not None and closer.syn:
+                return conn.synack_time - conn.syn_time
+            hello = next((r for r in records_of(closer) if wire.CLIENT_HELLO in r.messages), None)
+            if hello is None or conn.midstream:
+                return None
+            answer = next((r for r in records_of(peer) if r.first_time >= hello.last_time), None)
+            return None if answer is None else answer.first_time - hello.last_time
+        if conn.midstream and not closer.synack:
+            return None
+        mine, theirs = records_of(closer), records_of(peer)
+        if not mine:
+            return None
+        start = mine[0].first_time
+        answer = next((r for r in theirs if r.first_time > start), None)
+        if answer is None:
+            return None
+        flight = [r for r in mine if r.last_time <= answer.first_time]
+        return answer.first_time - flight[-1].last_time if flight else None
+
+    def is_farewell(self, closer, records):
+        """Whether ``records`` (the peer's, beyond the closer's reach, not alerts) are a
+        peer farewell: what the peer sent in answer to the close itself."""
+        if not records:
+            return False
+        delay = self.answer_delay(closer)
+        if delay is None:
+            return False
+        peer = self.peer_of(closer)
+        alert = self.alert_before(closer, closer.close.frame)
+        goodbye = alert.first_time if alert is not None else closer.close.time
+        first, last = records[0], records[-1]
+        if not goodbye <= first.first_time <= goodbye + delay + FAREWELL_SLACK:
+            return False
+        before = [r for r in records_of(peer) if r.index < first.index]
+        if before and first.first_time - before[-1].last_time < max(delay / 2, FAREWELL_NEW_FLIGHT):
+            return False            # the tail of what the closer was reading
+        after = [r for r in records_of(peer) if r.index > last.index]
+        if any(not self.is_alert(peer, r) for r in after):
+            return False
+        if after and after[0].first_time - last.last_time <= FAREWELL_SLACK:
+            return True             # its close_notify follows
+        fin = peer.fin
+        return fin is not None and (fin.frame == last.last_frame
+                                    or 0 <= fin.time - last.last_time <= FAREWELL_SLACK)
 
     # -- alerts ----------------------------------------------------------------
 
     def is_alert(self, side, record):
-        """An alert record; in TLS 1.3 an encrypted one of alert size counts too."""
+        """An alert record; in TLS 1.3 (or where the version was not captured) an
+        encrypted one of alert size counts too."""
         if record.type == wire.ALERT:
             return True
         # 19 bytes cannot be a Finished or any other handshake message of TLS 1.3
-        return (self.tls13 and record.type == wire.APPLICATION_DATA and record.complete
+        return (self.maybe_tls13 and record.type == wire.APPLICATION_DATA and record.complete
                 and record.length in wire.TLS13_ALERT_LENGTHS)
 
     def alert_before(self, side, frame):
@@ -133,7 +230,10 @@ class Facts:
             last = before[-1]
             return last if self.is_alert(side, last) else None
         alerts = [r for r in before if r.type == wire.ALERT]
-        return alerts[-1] if alerts else None
+        if alerts:
+            return alerts[-1]
+        last = before[-1]             # the version unknown: TLS 1.3's alert-size rule may apply
+        return last if self.version is None and self.is_alert(side, last) else None
 
     # -- the handshake ----------------------------------------------------------
 
@@ -146,6 +246,11 @@ class Facts:
 
     def _handshake_done_frame(self):
         client, server = self.client, self.server
+        seen = [side for side in (client, server) if side.stream.base is not None]
+        if len(seen) == 1:
+            # a one-sided capture: the side we see completed it if it sent application
+            # data after its own Finished
+            return _finished_then_data(seen[0])
         if self.tls13:
             finished = self.app.client_finished
             if finished is not None and server.type23_head:
@@ -174,6 +279,12 @@ class Facts:
         if any(r.missing for r in records):
             reasons.append("the capture missed bytes of the records involved")
         level = "low" if reasons else "high"
+        close = side.close
+        if not close.reach_estimated and close.reach > close.peer_captured:
+            reasons.append(f"the {self.role(side)}'s acknowledgment covers {close.reach - close.peer_captured} "
+                           f"bytes of the {self.role(peer)}'s the capture does not hold (a frame missing "
+                           "just before the close)")
+            level = "low" if level == "low" else "medium"
         gaps = side.close.peer_gaps  # the holes in the peer's stream before this close
         if gaps:
             reasons.append(f"{gaps} capture gap(s) in the {self.role(peer)}'s stream before the close")
@@ -182,3 +293,11 @@ class Facts:
             reasons.append("the close carried no acknowledgment: reach estimated from the bytes captured before it")
             level = "low" if level == "low" else "medium"
         return level, "; ".join(reasons)
+
+    def unseen_by_peer(self, side):
+        """Bytes the side sent before its close that its peer acknowledged and the
+        capture does not hold (0: none); an alert the capture missed is 7 to 31 bytes."""
+        close, acked = side.close, side.stream.peer_acked
+        if close is None or acked is None or close.offset is None:
+            return 0
+        return max(0, min(acked, close.offset) - close.captured)

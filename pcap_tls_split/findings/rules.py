@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..tls import wire
 from .codes import CODES, Severity
-from .facts import ends_on_boundary, last_received, records_of, type_name
+from .facts import UNSEEN_ALERT, ends_on_boundary, last_received, records_of, type_name
 
 # A FIN this close after the side's last data came "back to back" with it.
 BACK_TO_BACK = 0.010
@@ -72,6 +72,8 @@ def close_inside_record(f):
     reaction, reaction_kind = f.reaction(closer)
     received = [end for end in record.segment_ends if end <= reach]
     confidence, why = f.confidence(closer, peer, [record])
+    # an abandoned or stalled handshake (close_during_handshake says it), not the bug
+    handshake_only = not f.sent_application_data(closer) and f.is_handshake(peer, record)
     evidence = {
         "record_index": record.index, "record_type": type_name(record.type),
         "record_length": record.length, "record_offset": record.offset,
@@ -81,7 +83,7 @@ def close_inside_record(f):
         "header_split": record.header_split,
         "reaction_time": reaction, "close": reaction_kind,
         "record_first_frame": record.first_frame, "record_last_frame": record.last_frame,
-        "rest_captured": record.complete,
+        "rest_captured": record.complete, "handshake_only": handshake_only,
     }
     if why:
         evidence["confidence_reason"] = why
@@ -91,7 +93,7 @@ def close_inside_record(f):
                f"#{record.index} ({type_name(record.type)}) received, "
                f"{len(received)}/{len(record.frames)} segments; {_ms(reaction)} after its last segment")
     return _finding("close_inside_record", closer_role, close.time, close.frame, message, evidence,
-                    confidence=confidence)
+                    severity="info" if handshake_only else None, confidence=confidence)
 
 
 def _pending_data(f):
@@ -112,8 +114,12 @@ def close_before_pending_records(f):
     received = last_received(records, f.reach)
     aligned = bool(ends_on_boundary(closer, records))
     pause = first.first_time - received.last_time if received else None
-    post_handshake_only = (f.last_application_data(closer) is None and
-                           all(f.is_post_handshake(peer, r) for r in pending_data))
+    no_data = not f.sent_application_data(closer)
+    post_handshake_only = no_data and all(f.is_post_handshake(peer, r) for r in pending_data)
+    # the peer's handshake flight (or part of it) and what follows it: an abandoned
+    # or stalled handshake, a preconnect (close_during_handshake says it)
+    handshake_only = no_data and not post_handshake_only and f.is_handshake(peer, first)
+    farewell = not (post_handshake_only or handshake_only) and f.is_farewell(closer, pending_data)
     reaction, reaction_kind = f.reaction(closer)
     confidence, why = f.confidence(closer, peer, pending_data[:1])
     evidence = {
@@ -130,18 +136,27 @@ def close_before_pending_records(f):
             "length": received.length, "frame": received.last_frame,
             "straddling": received.straddling},
         "post_handshake_only": post_handshake_only,
+        "handshake_only": handshake_only,
+        "peer_farewell": farewell,
     }
     if why:
         evidence["confidence_reason"] = why
     closer_role, peer_role = f.role(closer), f.role(peer)
-    what = "post-handshake records (session tickets)" if post_handshake_only else \
-        f"{len(pending_data)} {peer_role} record(s), {evidence['bytes_pending']} bytes,"
+    if post_handshake_only:
+        what = "post-handshake records (session tickets)"
+    elif handshake_only:
+        what = f"the {peer_role}'s handshake flight"
+    elif farewell:
+        what = f"the {peer_role}'s farewell ({len(pending_data)} record(s), {evidence['bytes_pending']} bytes, answering the close)"
+    else:
+        what = f"{len(pending_data)} {peer_role} record(s), {evidence['bytes_pending']} bytes,"
     message = (f"{closer_role} closed ({close.kind.upper()}, frame {close.frame}) "
                f"{_ms(reaction)} after a {peer_role} segment that ended "
                f"{'on' if aligned else 'off'} a record boundary; {what} still to come "
                f"(next record frame {first.first_frame}, {_ms(pause)} after the last)")
+    severity = "info" if post_handshake_only or handshake_only else "low" if farewell else None
     return _finding("close_before_pending_records", closer_role, close.time, close.frame, message,
-                    evidence, severity="info" if post_handshake_only else None, confidence=confidence)
+                    evidence, severity=severity, confidence=confidence)
 
 
 def close_before_peer_finished(f):
@@ -155,15 +170,21 @@ def close_before_peer_finished(f):
         return None
     last_answer = f.last_application_data(peer)
     answered = last_answer is not None and last_answer.last_frame > last_request.last_frame
+    if closer is f.server and not answered:
+        return None  # the server's data had the last word: the client owed it no answer
     peer_alert = f.alert_before(peer, peer.close.frame)
     if peer_alert is not None and last_answer is not None \
             and peer_alert.first_frame < last_answer.last_frame:
         peer_alert = None             # an alert before its last data closed nothing
-    if answered and peer_alert is not None:
-        return None  # it answered, then closed the TLS session itself: it had finished
+    if peer_alert is not None:
+        return None  # the peer closed the TLS session itself before its RST: it had finished
     alert = f.alert_before(closer, close.frame)
     reaction, reaction_kind = f.reaction(closer)
     confidence, why = f.confidence(closer, peer)
+    unseen = f.unseen_by_peer(closer) if alert is None else 0
+    if unseen:
+        confidence = "low" if confidence != "high" else "medium"
+        why = "; ".join(filter(None, (why, _unseen_reason(f, closer, unseen))))
     evidence = {"reaction_time": reaction, "close": reaction_kind,
                 "alert_first": alert is not None,
                 "peer_answered": answered,
@@ -268,19 +289,24 @@ def reset_on_data_after_close(f, side):
     arrived = [r for r, _, _ in after]
     if not arrived:
         return None
-    only_alerts = all(f.is_alert(peer, r) for r in arrived)
-    # a TLS 1.3 side that sent no application data lost only post-handshake
-    # messages (session tickets), as in close_before_pending_records
-    post_handshake = (not only_alerts and f.last_application_data(side) is None
-                      and all(f.is_alert(peer, r) or f.is_post_handshake(peer, r)
-                              for r in arrived))
-    lost = "alert" if only_alerts else "post_handshake" if post_handshake else "application_data"
+    data = [r for r in arrived if not f.is_alert(peer, r)]
+    if not data:
+        lost = "alert"                # only an alert: the peer's close_notify answering ours
+    elif all(f.is_handshake(peer, r) for r in data):
+        lost = "handshake"            # an abandoned or stalled handshake
+    elif not f.sent_application_data(side) and all(f.is_post_handshake(peer, r) for r in data):
+        lost = "post_handshake"       # TLS 1.3 session tickets, as in close_before_pending_records
+    elif f.is_farewell(side, data):
+        lost = "farewell"             # the peer's answer to the close itself
+    else:
+        lost = "application_data"
     evidence = {"lost": lost, "records_lost": len(arrived),
                 "bytes_lost": sum(came for _, came, _ in after),
                 "fin_frame": close.frame, "rst_frame": rst_frame,
                 "first_lost_frame": min(first for _, _, first in after)}
-    what = {"alert": "an alert", "post_handshake": "post-handshake messages, session tickets",
-            "application_data": "application data"}[lost]
+    what = {"alert": "an alert", "handshake": "its handshake",
+            "post_handshake": "post-handshake messages, session tickets",
+            "farewell": "its farewell, answering the close", "application_data": "application data"}[lost]
     role, peer_role = f.role(side), f.role(peer)
     return _finding(
         "reset_on_data_after_close", role, side.rst.time, rst_frame,
@@ -288,6 +314,39 @@ def reset_on_data_after_close(f, side):
         f"({what}) arrived after it and it answered RST (frame {rst_frame})"
         + (": that data was lost" if lost == "application_data" else ""),
         evidence, severity=None if lost == "application_data" else "info")
+
+
+def close_with_unread_data(f, side):
+    """FIN, then a RST nothing from the peer provoked: a socket closed with data unread."""
+    close = side.close
+    if close is None or close.kind != "fin" or side.rst is None or side.rst.frame <= close.frame:
+        return None
+    peer = f.conn.peer(side)
+    if side is not f.closer or peer.stream.base is None:
+        return None                   # it answered the peer's close; or the peer is not in the capture
+    fin_frame, rst_frame = close.frame, side.rst.frame
+    if any(fin_frame < segment[0] < rst_frame for segment in peer.segments):
+        return None                   # peer data came in between: reset_on_data_after_close
+    for mark in (peer.fin, peer.rst):
+        if mark is not None and fin_frame < mark.frame < rst_frame:
+            return None               # it answered the peer's own close
+    last_sent = f.last_application_data(side)
+    since = last_sent.last_frame if last_sent is not None else 0
+    unread = [r for r in records_of(peer, complete_only=True) if since < r.last_frame < fin_frame]
+    handshake_only = last_sent is None and not f.sent_application_data(side) and bool(unread) \
+        and all(f.is_handshake(peer, r) or f.is_alert(peer, r) for r in unread)
+    reaction, reaction_kind = f.reaction(side)
+    role, peer_role = f.role(side), f.role(peer)
+    evidence = {"fin_frame": fin_frame, "rst_frame": rst_frame, "records_unread": len(unread),
+                "bytes_unread": sum(r.size for r in unread), "reaction_time": reaction,
+                "close": reaction_kind, "handshake_only": handshake_only}
+    what = f"{len(unread)} {peer_role} record(s), {evidence['bytes_unread']} bytes, had come since its " \
+           f"last request" if unread else "nothing had come since its last request"
+    return _finding(
+        "close_with_unread_data", role, side.rst.time, rst_frame,
+        f"{role} sent its FIN (frame {fin_frame}), then a RST (frame {rst_frame}) that nothing from the "
+        f"{peer_role} provoked: it closed its socket with data unread ({what})",
+        evidence, severity="info" if handshake_only else None)
 
 
 def no_close_notify(f, side):
@@ -309,11 +368,22 @@ def no_close_notify(f, side):
         confidence = "medium"
         evidence["note"] = ("the handshake was not captured: if this is TLS 1.3, an encrypted "
                             "alert would not show as one")
+    unseen = f.unseen_by_peer(side)
+    if unseen:
+        confidence = "low" if confidence == "medium" else "medium"
+        evidence["confidence_reason"] = _unseen_reason(f, side, unseen)
     role = f.role(side)
     return _finding(
         "no_close_notify", role, close.time, close.frame,
         f"{role} closed ({close.kind.upper()}, frame {close.frame}) without a TLS alert first",
         evidence, confidence=confidence)
+
+
+def _unseen_reason(f, side, unseen):
+    low, high = UNSEEN_ALERT
+    alert = f" (an alert is {low} to {high} bytes)" if low <= unseen <= high else ""
+    return (f"the {f.role(f.peer_of(side))} acknowledged {unseen} bytes of the {f.role(side)}'s "
+            f"before its close that the capture does not hold{alert}")
 
 
 def abortive_close(f, side):
@@ -360,7 +430,7 @@ def fast_close_after_data(f, side):
 
 
 SIDE_RULES = (truncated_record, capture_ended_inside_record, reset_on_data_after_close,
-              no_close_notify, abortive_close, fast_close_after_data)
+              close_with_unread_data, no_close_notify, abortive_close, fast_close_after_data)
 
 
 def evaluate(facts):

@@ -113,8 +113,9 @@ class Capture:
     the middle of a transfer)."""
 
     def __init__(self, path, port, pcapng=False, nano=False, buffer_mib=4, settle=0.5, drain=1.0,
-                 interface="lo"):
+                 interface="lo", direction=None):
         self.path, self.port, self.pcapng, self.nano = path, port, pcapng, nano
+        self.direction = direction    # "to_server": only the packets sent to the port (one-sided)
         self.buffer_mib, self.settle, self.drain, self.interface = buffer_mib, settle, drain, interface
         self.tool = None          # chosen at start
         self.lines = []
@@ -125,7 +126,7 @@ class Capture:
         self._lock = threading.Lock()
 
     def command(self, exe):
-        filt = "tcp port %d" % self.port
+        filt = ("tcp dst port %d" if self.direction == "to_server" else "tcp port %d") % self.port
         if self.tool == "dumpcap":
             return [exe, "-i", self.interface, "-B", str(self.buffer_mib), "-f", filt, "-w", self.path]
         # --immediate-mode: without it, the packets still in the kernel's capture

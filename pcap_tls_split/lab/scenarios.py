@@ -237,7 +237,112 @@ def cli_truncates_request(end, log):
     log("sent FIN (no close_notify) in the middle of its record")
 
 
+# An HTTP/2 GOAWAY frame (RFC 9113 section 6.8): last stream 0, NO_ERROR
+GOAWAY = bytes.fromhex("000008 07 00 00000000") + bytes(8)
+
+
+def _goodbye(end, log, who):
+    """GOAWAY, close_notify and FIN in one segment: an HTTP/2 side saying goodbye."""
+    data = end.records(GOAWAY)
+    end.close_notify()
+    try:
+        end.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        end.send(data + end.take())
+        end.sock.shutdown(socket.SHUT_WR)
+        end.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    except OSError as e:              # the peer's RST came first
+        log(f"GOAWAY + close_notify, FIN: {e}")
+        return
+    log(f"sent GOAWAY + close_notify + FIN ({who})")
+
+
+def cli_says_goodbye(end, log):
+    """Reads the whole response, then says goodbye the HTTP/2 way (GOAWAY,
+    close_notify, FIN) and closes its socket without waiting for the answer."""
+    _start(end, log)
+    msg = T.read_message(end)
+    need(T.http_complete(msg), "client: incomplete response")
+    log(f"got the whole response ({len(msg)} B)")
+    time.sleep(CLOSE_PAUSE)
+    _goodbye(end, log, "not waiting for the answer")
+    end.sock.close()
+
+
+def cli_preconnect_abandoned(end, log):
+    """A browser's preconnect abandoned: its ClientHello, then FIN (no alert) 20 ms
+    later, before the server's first flight comes."""
+    try:
+        end.obj.do_handshake()
+    except T.ssl.SSLWantReadError:
+        pass
+    end.flush()
+    log("sent ClientHello")
+    time.sleep(0.02)
+    end.sock.close()
+    log("closed (FIN, no alert) before the server's flight")
+
+
+def cli_leaves_data_unread(end, log):
+    """Reads the response's first record only, then shutdown(SHUT_WR) and close()
+    with the second record unread in its receive buffer: FIN, then the kernel's RST."""
+    _start(end, log)
+    while True:
+        d = end.recv(5.0)
+        need(d, "client: no response")
+        end.drain()
+        if end.plain:
+            break
+    log(f"read the first record ({len(end.plain)} B of plaintext)")
+    time.sleep(PAUSE)                  # the second record arrives, and stays unread
+    end.sock.shutdown(socket.SHUT_WR)
+    log("shutdown(SHUT_WR): FIN")
+    end.sock.close()
+    log("close() with the second record unread: the kernel sends RST")
+
+
 # ============================================================================ servers
+
+def srv_answers_goodbye(end, ctl, log):
+    """Answers one request; then, at the client's goodbye, answers at once with its own
+    GOAWAY, close_notify and FIN."""
+    end.handshake()
+    end.flush()                       # its last flight, or TLS 1.3 session tickets
+    kind, msg = T.next_request(end, 10)
+    need(kind == "request", f"server: no request ({kind})")
+    body = T.filler(600)
+    end.send(end.records(T.response_head("200 OK", len(body), "text/plain") + body))
+    log("sent the response")
+    kind, _ = T.next_request(end, 10)
+    need(kind == "close_notify", f"server: no goodbye from the client ({kind})")
+    time.sleep(0.002)                 # well inside one answer delay plus 5 ms
+    _goodbye(end, log, "answering the client's")
+    while True:
+        try:
+            d = end.recv(2.0)
+        except ConnectionError:
+            log("client RST")
+            break
+        if not d:
+            break
+
+
+def srv_slow_first_flight(end, ctl, log):
+    """Reads the ClientHello and holds its first flight 100 ms."""
+    d = end.recv(5.0)
+    need(d, "server: no ClientHello")
+    time.sleep(0.1)
+    try:
+        end.obj.do_handshake()
+    except T.ssl.SSLWantReadError:
+        pass
+    end.flush()
+    log("sent its first flight, 100 ms after the ClientHello")
+    try:
+        while end.recv(2.0):
+            pass
+    except ConnectionError:
+        log("client RST")
+
 
 def plan_server(plan):
     def fn(end, ctl, log):
@@ -520,6 +625,48 @@ def check_tries(failing, count):
     return check
 
 
+@single
+def check_farewell(c, v13):
+    cl, sv = c.client, c.server
+    need(c.first_closer == "client" and cl.close["kind"] == "fin", "client FIN first")
+    need(c.reach["where"] == "boundary" and c.reach["pending"], "the server's farewell pending")
+    need(is_alert_record(sv.records[-1], v13), "the server's last record is its close_notify")
+    need(closes(c, "client", "R"), "the client's kernel answers the farewell with RST")
+    first = next(r for r in sv.records if r["index"] == c.reach["pending"][0]["index"])
+    need(first["frames"][0] > cl.close["frame"], "the farewell comes after the client's FIN")
+
+
+@single
+def check_preconnect_abandoned(c, v13):
+    cl, sv = c.client, c.server
+    need(c.first_closer == "client" and cl.close["kind"] == "fin", "client FIN first")
+    need([r["type"] for r in cl.records] == [22], "the client sent only its ClientHello")
+    need(sv.records and sv.records[0]["frames"][0] > cl.close["frame"],
+         "the server's first flight comes after the client's FIN")
+    need(closes(c, "client", "R"), "the client's kernel answers the flight with RST")
+
+
+@single
+def check_one_sided(c, v13):
+    need(all(f[2] == "client" for f in c.frames), "only the client's packets")
+    cl = c.client
+    need(len(app_records(cl)) >= 3, "the client's Finished, request and close_notify")
+    need(cl.close and cl.close["kind"] == "fin", "the client closes with FIN")
+
+
+@single
+def check_unread(c, v13):
+    cl, sv = c.client, c.server
+    need(c.first_closer == "client" and cl.close["kind"] == "fin", "client FIN first")
+    rsts = closes(c, "client", "R")
+    need(rsts, "the client's RST")
+    server_data = [f for f in c.frames if f[2] == "server" and f[5]]
+    need(not any(cl.close["frame"] < f[0] < rsts[0][0] for f in server_data),
+         "no server data between the client's FIN and its RST")
+    need(len(app_records(sv)) >= 2 and app_records(sv)[-1]["frames"][-1] < cl.close["frame"],
+         "the response's two records came before the FIN")
+
+
 # ============================================================================ expectations
 
 def F(code, side, severity, **evidence):
@@ -560,6 +707,7 @@ class Scenario:
     buffer_mib: int = 4
     gap: float = 0.2                  # between connections
     signature: str = None             # the code this scenario is the example of
+    capture: str = None               # "to_server": capture one direction only (the client's packets)
 
     def expected_codes(self):
         return [(f["code"], f["side"], f["severity"]) for f in self.expect["must"]]
@@ -856,6 +1004,73 @@ scenario("fast-close-client-stops-at-fin", "as fast-close, but the client stops 
                  "alert-less close."))
 
 
+for version in ("1.2", "1.3"):
+    scenario(f"farewell-race-tls{version.replace('.', '')}",
+             f"HTTP/2-style goodbye, TLS {version}: the client sends GOAWAY, close_notify and FIN "
+             "at once; the server answers one round trip later with its own GOAWAY and close_notify; "
+             "the client's socket is closed: RST",
+             version, lambda: [(srv_answers_goodbye, cli_says_goodbye)], check_farewell,
+             E([F("close_before_pending_records", "client", "low", peer_farewell=True),
+                F("reset_on_data_after_close", "client", "info", lost="farewell")],
+               [N("close_before_peer_finished", "client"), N("no_close_notify", "client"),
+                N("no_close_notify", "server"), N("abortive_close", "client")],
+               [F("fast_close_after_data", "client", "info"), F("fast_close_after_data", "server", "info")],
+               ceiling="medium",
+               notes=f"TLS {version}. After a whole response the client says goodbye the HTTP/2 way: "
+                     "a GOAWAY record and its close_notify in one segment, then FIN, and closes its "
+                     "socket without waiting. The server answers at once (one round trip later on the "
+                     "wire) with its own GOAWAY record, close_notify and FIN: a peer farewell, not a "
+                     "response the client was reading. It meets a closed socket (RST). "
+                     "close_before_pending_records is low with peer_farewell, "
+                     "reset_on_data_after_close info with lost: farewell; nothing at or above medium."))
+
+scenario("preconnect-abandoned", "a browser preconnect abandoned before the server's flight: ClientHello, "
+         "FIN 20 ms later; the server's first flight comes 100 ms after the hello and is answered with RST",
+         "1.3", lambda: [(srv_slow_first_flight, cli_preconnect_abandoned)], check_preconnect_abandoned,
+         E([F("close_during_handshake", "client", "medium"),
+            F("close_before_pending_records", "client", "info", handshake_only=True),
+            F("reset_on_data_after_close", "client", "info", lost="handshake")],
+           [N("no_close_notify", "client")], ceiling="high",
+           notes="TLS 1.3. The client sends its ClientHello and closes (FIN, no alert) 20 ms later; the "
+                 "server holds its first flight 100 ms, then sends it to the closed socket, whose kernel "
+                 "answers RST. An abandoned handshake, as browsers and apps leave preconnects: "
+                 "close_during_handshake (medium); the server's flight pending is info with "
+                 "handshake_only, and what the RST lost is its handshake (info). Nothing high."),
+         signature="close_during_handshake")
+
+scenario("one-sided-capture", "a healthy TLS 1.3 exchange captured in one direction only (the client's "
+         "packets, as a filter on the server port as destination leaves it)",
+         "1.3", lambda: [(plan_server(ServerPlan(status="200")), cli_healthy())], check_one_sided,
+         E([], [N("close_during_handshake", "client"), N("no_close_notify", "client")], ceiling="low",
+           notes="TLS 1.3, healthy: request, whole response, close_notify both ways, FIN both ways; "
+                 "but the capture holds only the client's packets (tcpdump 'tcp dst port P'). The "
+                 "client sent its Finished and then application data, so its handshake was complete "
+                 "(SIGNATURES.md, one-sided captures): no close_during_handshake; its last record "
+                 "before its FIN is alert-sized, so no no_close_notify either. Nothing at or above low."),
+         capture="to_server")
+
+scenario("client-leaves-data-unread", "the response in two records 100 ms apart; the client reads the "
+         "first, then shutdown(SHUT_WR) and close() with the second unread in its receive buffer: FIN, "
+         "then the kernel's RST",
+         "1.2", lambda: [(plan_server(ServerPlan(status="200", body=T.filler(900), records=2,
+                                                 pauses=[0.1])), cli_leaves_data_unread)],
+         check_unread,
+         E([F("close_with_unread_data", "client", "medium", records_unread=2),
+            F("no_close_notify", "client", "low")],
+           [N("close_before_pending_records", "client"), N("reset_on_data_after_close", "client"),
+            N("abortive_close", "client"), N("close_before_peer_finished", "client")],
+           [F("no_close_notify", "server", "low")], ceiling="medium",
+           notes="TLS 1.2. The server sends its response head record, then 100 ms later the body "
+                 "record. The client reads the head record only and, 300 ms later, calls "
+                 "shutdown(SHUT_WR) (FIN) and close(): the body record is still unread in its "
+                 "receive buffer, so the kernel sends RST (RFC 2525). Nothing from the server came "
+                 "between the FIN and the RST: close_with_unread_data (medium); what came after "
+                 "its last request and before its FIN is both response records (records_unread 2: "
+                 "the capture cannot tell which it read). The FIN's acknowledgment covers the body, "
+                 "so nothing is pending."),
+         signature="close_with_unread_data")
+
+
 def _fast_close_client(end, log):
     _start(end, log, "/")
     msg = T.read_message(end)
@@ -1131,7 +1346,8 @@ def run_scenario(name, out_dir=".", *, ipv6=False, pcapng=False, nano=False, por
         the_port = listener.getsockname()[1]
         if os.path.exists(keys):
             os.unlink(keys)
-        cap = Capture(path, the_port, pcapng=pcapng, nano=nano, buffer_mib=sc.buffer_mib)
+        cap = Capture(path, the_port, pcapng=pcapng, nano=nano, buffer_mib=sc.buffer_mib,
+                      direction=sc.capture)
         try:
             with cap:
                 log(f"[{name}] capturing on lo with {cap.tool}, tcp port {the_port} -> {path}"
@@ -1144,7 +1360,7 @@ def run_scenario(name, out_dir=".", *, ipv6=False, pcapng=False, nano=False, por
                 finally:
                     listener.close()
             conns = read_layout(path)
-            check_tidy(conns)
+            check_tidy(conns, from_syn=sc.capture is None)
             sc.check(conns, v13)
             break
         except CheckFailed as e:

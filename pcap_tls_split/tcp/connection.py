@@ -64,9 +64,10 @@ class Close:
     """A side's first FIN or RST."""
 
     __slots__ = ("kind", "frame", "time", "reach", "reach_estimated", "offset",
-                 "peer_gaps")
+                 "peer_gaps", "peer_captured", "captured")
 
-    def __init__(self, kind, frame, time, reach, reach_estimated, offset, peer_gaps):
+    def __init__(self, kind, frame, time, reach, reach_estimated, offset, peer_gaps, peer_captured,
+                 captured):
         self.kind = kind                  # "fin" or "rst"
         self.frame = frame                # its frame number
         self.time = time                  # its capture time
@@ -74,6 +75,8 @@ class Close:
         self.reach_estimated = reach_estimated  # no ACK on it: reach from the bytes captured
         self.offset = offset              # where in its own stream it closed
         self.peer_gaps = peer_gaps        # capture gaps in the peer's stream at that time
+        self.peer_captured = peer_captured  # how far the peer's bytes captured by then reach
+        self.captured = captured          # how far its own bytes captured by then reach
 
 
 class Side:
@@ -146,7 +149,7 @@ class Connection:
 
     __slots__ = ("stream", "a", "b", "start", "last", "ended_at", "closing",
                  "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt",
-                 "continued", "quoted", "socks")
+                 "continued", "quoted", "socks", "synack_time")
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
         self.stream = stream
@@ -162,6 +165,7 @@ class Connection:
         self._client = None
         self.on_record = on_record
         self.syn_time = None          # capture time of the first SYN
+        self.synack_time = None       # capture time of the first SYN-ACK
         self.rtt = None               # SYN to the ACK of the SYN-ACK: one round trip
         self.quoted = False           # opened by a TCP header an ICMP error quoted: no packet yet
         self.socks = None             # SocksWatch while a SOCKS handshake may spend a stream number
@@ -250,6 +254,8 @@ class Connection:
             if flags & SYN:
                 if not flags & ACK and self.syn_time is None:
                     self.syn_time = time
+                elif flags & ACK and self.synack_time is None:
+                    self.synack_time = time
             elif self.syn_time is not None and side.syn and flags & ACK:
                 self.rtt = time - self.syn_time
         stream = side.stream
@@ -326,7 +332,8 @@ class Connection:
             else:
                 reach, estimated = peer.stream.next, True
             own = side.stream.fin if kind == "fin" else side.stream.rst
-            side.close = Close(kind, frame, time, reach, estimated, own, peer.stream.gaps)
+            side.close = Close(kind, frame, time, reach, estimated, own, peer.stream.gaps,
+                               peer.stream.captured_end(), side.stream.captured_end())
             side.close_peer_segment = _last_received(peer.segments, reach)
             if not self.closing:
                 self.closing = True

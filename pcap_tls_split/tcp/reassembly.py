@@ -112,6 +112,14 @@ class SideStream:
             delta -= 1 << 32
         return self.next + delta
 
+    def captured_end(self):
+        """The stream offset just past the furthest byte captured so far (held included)."""
+        end = self.next
+        for offset, (payload, _, _, missing) in self.held.items():
+            if offset + len(payload) + missing > end:
+                end = offset + len(payload) + missing
+        return end
+
     def take(self, seq, size):
         """A segment of ``size`` payload bytes at ``seq`` (no SYN, FIN or RST, wholly
         captured), when it is the next bytes in order with nothing held: the

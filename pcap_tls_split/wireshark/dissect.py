@@ -53,7 +53,7 @@ class WiresharkRecord:
     @property
     def complete(self):
         if self.type == tls.SSLV2:
-            return self.size - self.length in (2, 3)
+            return True
         return self.type is not None and self.size == tls.HEADER_LENGTH + self.length
 
 
@@ -107,6 +107,7 @@ def frame_records(packet):
     else:
         port = tcp.get_field("tcp.srcport")
         payload_start = _int(port.main_field.pos, 0) + _int(tcp.get_field("tcp.hdr_len"), 0)
+    segment_data = [(_int(f.pos, 0), _int(f.size, 0)) for f in _fields(tcp, "tcp.segment_data")]
     pdu_starts = []       # relative seq of each PDU reassembled in this frame
     waiting = []          # indexes of records whose plaintext comes next as data.data
     found = []
@@ -115,10 +116,17 @@ def frame_records(packet):
         if raw_name in ("fake-field-wrapper", "data"):
             for segment in _fields(layer, "tcp.segment"):
                 if _int(segment.show) == frame:
+                    # this frame's part of the PDU: at ``lo`` in the PDU. Past its start,
+                    # the part is the head of this frame's payload; at its start, where
+                    # this frame's "TCP segment data" of that size sits (the tail of the
+                    # payload, or its head for a PDU reassembled out of order)
                     lo, size = _int(segment.pos, 0), _int(segment.size, 0)
-                    # this frame's part starts at its payload start, unless it is the
-                    # PDU's first segment: then the PDU runs to the end of its payload
-                    pdu_starts.append(seq - lo if lo else seq + tcp_len - size)
+                    if lo:
+                        pdu_starts.append(seq - lo)
+                    else:
+                        at = next((p for p, n in segment_data if n == size), None)
+                        pdu_starts.append(seq + tcp_len - size if at is None else
+                                          seq + at - payload_start)
             for data in _fields(layer, "data.data"):
                 if waiting:
                     i = waiting.pop(0)
@@ -174,9 +182,10 @@ def _tls_layer_records(layer):
             wire = types[pos][0] if types.get(pos) else None
             inner = None
         if wire is None:
-            # SSLv2: no content type; its length is its header's first field
+            # SSLv2: no content type; its length is its header's first field (an
+            # encrypted SSLv2 record shows none: then its size is all there is)
             wire = tls.SSLV2
-            length = lengths.get(pos, size)
+            length = lengths.get(pos, size - 2)
         else:
             length = lengths.get(pos + 3, 0)
         protocol = next((name for p, name in protocols if pos <= p < pos + size), None)
@@ -237,6 +246,8 @@ class OurSide:
     fin: int = None
     rst: int = None
     records: list = dataclasses.field(default_factory=list)
+    gaps: int = 0
+    """Holes the capture left in this side's stream."""
 
 
 @dataclass
@@ -277,7 +288,7 @@ def our_connection(conn, report=None):
         peer = conn.peer(side)
         sides[role] = OurSide(role, side.endpoint, peer.endpoint,
                                fin=side.fin.frame if side.fin else None,
-                               rst=side.rst.frame if side.rst else None)
+                               rst=side.rst.frame if side.rst else None, gaps=side.stream.gaps)
     midstream = conn.midstream or any(s.stream.midstream for s in (conn.a, conn.b))
     starts = [s.tracker.tls_start for s in (conn.a, conn.b)
               if s.tracker is not None and s.tracker.tls_start is not None]
