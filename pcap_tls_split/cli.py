@@ -150,6 +150,8 @@ class Progress:
             try:
                 width = os.get_terminal_size(sys.stderr.fileno()).columns - 1
             except (OSError, ValueError, AttributeError):
+                width = 0
+            if width < 40:            # a terminal that does not say its size
                 width = 79
             sys.stderr.write("\r" + self.bar.format_progress_line()[:width] + "\033[K")
             sys.stderr.flush()

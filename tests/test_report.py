@@ -311,7 +311,7 @@ def test_iso_time():
 def test_short_names_tell_files_apart():
     names = render.short_names(["a/x/tls.pcap", "a/y/tls.pcap", "a/y/other.pcap", "-"])
     assert names == {"a/x/tls.pcap": "x/tls.pcap", "a/y/tls.pcap": "y/tls.pcap",
-                     "a/y/other.pcap": "other.pcap", "-": "-"}
+                     "a/y/other.pcap": "other.pcap", "-": "stdin"}
     assert render.short_names(["../shared/corpus/ndpi/one.pcap"]) == {"../shared/corpus/ndpi/one.pcap": "one.pcap"}
 
 

@@ -121,18 +121,17 @@ def fit(columns, cells, width):
     widths = list(natural)
     if not width:
         return widths
-    header_floor = [max(content[i], max(len(w) for w in c.header.split()) if c.header.strip() else 0)
-                    for i, c in enumerate(columns)]
+    word = [max((len(w) for w in c.header.split()), default=0) for c in columns]
+    header_floor = [max(content[i], word[i]) for i in range(count)]
     floors = []
     for i, c in enumerate(columns):
         if c.wrap is None:
             floors.append((header_floor[i],) * 4)
         elif c.wrap == "words":
-            floors.append((header_floor[i], min(natural[i], max(WORDS_FLOOR, len(c.header))),
-                           None, min(natural[i], max(WORDS_MIN, len(c.header)))))
+            floors.append((header_floor[i], min(natural[i], max(WORDS_FLOOR, word[i])),
+                           None, min(natural[i], max(WORDS_MIN, word[i]))))
         else:
-            floor = min(natural[i], max(TOKEN_MIN, len(c.header)))
-            floors.append((header_floor[i], None, floor, None))
+            floors.append((header_floor[i], None, min(natural[i], max(TOKEN_MIN, word[i])), None))
     budget = width - 2 * (count - 1)
     for phase in range(4):
         while sum(widths) > budget:
@@ -242,7 +241,7 @@ def short_names(paths):
             tail = parts[path][-k:]
             if not any(parts[other][-k:] == tail for other in unique if other != path):
                 break
-        names[path] = os.sep.join(tail) if path != "-" else "-"
+        names[path] = os.sep.join(tail) if path != "-" else "stdin"
     return names
 
 
@@ -366,6 +365,8 @@ def write_records_table(rows, out, width=0, plaintexts=None):
 FINDING_TABLE_COLUMNS = (Column("time", "time (UTC)"), Column("frame", "frame"), Column("side", "side"),
                          Column("severity", "severity"), Column("code", "code", "_"),
                          Column("message", "message", "words"))
+
+
 def table_rows(report, view):
     """The analyze table: per listed connection a heading line, then a row per finding
     shown. Returns (rows, findings hidden below the lowest severity, marks used)."""
