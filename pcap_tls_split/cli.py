@@ -1,9 +1,15 @@
-"""Command line: click wiring over the library API (``pcap_tls_split.analyze``)."""
+"""Command line: click wiring over the library API (``pcap_tls_split.analyze``).
+
+What a person reads goes to standard output; every error and warning goes to
+standard error, one line each, in every format.
+"""
 
 import enum
 import functools
 import importlib
 import os
+import shutil
+import signal
 import sys
 import time
 import traceback
@@ -25,6 +31,7 @@ class Exit(enum.IntEnum):
 
 
 FORMATS = ("table", "json", "jsonl", "csv")
+PROG = "pcap-tls-split"
 
 
 class Failure(click.ClickException):
@@ -33,9 +40,188 @@ class Failure(click.ClickException):
     exit_code = 2
 
 
+def warn(message):
+    """One line on standard error."""
+    click.echo(f"{PROG}: {message}", err=True)
+
+
+def table_width(option):
+    """The width tables fit: ``--width`` (0: no limit), else the terminal's, else
+    $COLUMNS, else 120 (in a pipe)."""
+    if option is not None:
+        return option
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else render.DEFAULT_PIPE_WIDTH
+
+
+def reader_gone():
+    """Standard output's reader went away (``| head``): stop quietly, status 0."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere, quietly
+    except (OSError, ValueError):
+        pass
+    sys.exit(Exit.OK)
+
+
+class Output:
+    """Standard output for the writers: clears the progress bar before it writes, and
+    ends the run quietly when the reader has gone away."""
+
+    def __init__(self, session):
+        self.session = session
+        self.out = sys.stdout
+
+    def write(self, text):
+        self.session.clear_progress()
+        try:
+            return self.out.write(text)
+        except BrokenPipeError:
+            reader_gone()
+
+    def flush(self):
+        try:
+            self.out.flush()
+        except BrokenPipeError:
+            reader_gone()
+
+
+class Progress:
+    """click's progress bar on standard error: bytes of the total when every input has
+    a size, else packets read; files done. ``for_terminal`` gives one only when
+    standard error is a terminal; ``clear`` takes it off the screen before output."""
+
+    EVERY = 0.1       # seconds between two redraws
+
+    def __init__(self, paths):
+        self.files = len(paths)
+        self.sizes = {p: os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p)}
+        total = sum(self.sizes.values())
+        self.total = total if len(self.sizes) == len(paths) and total else None
+        self.done_files = 0
+        self.done_bytes = 0
+        self.done_packets = 0
+        self.packets = 0
+        self.drawn = 0.0
+        self.shown = False
+        sized = self.total is not None
+        self.bar = click.progressbar(iterable=None if sized else (x for x in ()), length=self.total,
+                                     file=sys.stderr, width=30, show_percent=sized, show_eta=sized,
+                                     bar_template="[%(bar)s]  %(info)s", item_show_func=self._text)
+
+    @classmethod
+    def for_terminal(cls, paths):
+        """A bar when standard error is a terminal, else None (never in pipes or logs)."""
+        if not sys.stderr.isatty() or not paths:
+            return None
+        return cls(paths)
+
+    def _text(self, _item):
+        files = f"{self.done_files}/{self.files} files" if self.files > 1 else ""
+        if self.total is not None:
+            said = f"{self.bar.pos / 1e6:,.0f}/{self.total / 1e6:,.0f} MB"
+        else:
+            said = f"{self.done_packets + self.packets:,} packets"
+        return ", ".join(x for x in (said, files) if x)
+
+    def reading(self, path, done, total, packets):
+        """Called by the analysis now and then: ``done`` bytes of ``path`` read, ``packets``."""
+        self.packets = packets
+        if self.total is not None:
+            self._move(self.done_bytes + min(done, self.sizes.get(path, done)))
+        else:
+            self._move(self.done_packets + packets)
+
+    def file_done(self, path):
+        self.done_files += 1
+        self.done_bytes += self.sizes.get(path, 0)
+        self.done_packets += self.packets
+        self.packets = 0
+        self._move(self.done_bytes if self.total is not None else self.done_packets, force=True)
+
+    def _move(self, position, force=False):
+        if position > self.bar.pos:
+            self.bar.make_step(position - self.bar.pos)   # position and ETA
+        now = time.monotonic()
+        if force or now - self.drawn >= self.EVERY:
+            self.drawn = now
+            try:
+                width = os.get_terminal_size(sys.stderr.fileno()).columns - 1
+            except (OSError, ValueError, AttributeError):
+                width = 0
+            if width < 40:            # a terminal that does not say its size
+                width = 79
+            sys.stderr.write("\r" + self.bar.format_progress_line()[:width] + "\033[K")
+            sys.stderr.flush()
+            self.shown = True
+
+    def clear(self):
+        """Take the bar off the screen (it comes back on the next update)."""
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def skipped_note(skipped, width):
+    """One line naming the files a directory walk skipped (as many as fit ``width``)."""
+    try:
+        where = os.path.commonpath(skipped) if len(skipped) > 1 else os.path.dirname(skipped[0])
+    except ValueError:            # absolute and relative paths mixed
+        where = ""
+    names = [os.path.relpath(p, where) if where else p for p in skipped]
+    head = f"skipped {len(skipped)} file(s) in {where or '.'}{os.sep}, not captures: "
+    room = width - len(PROG) - 2 - len(head)
+    said = ", ".join(names)
+    for shown in range(len(names) - 1, 0, -1):
+        if len(said) <= room:
+            break
+        said = ", ".join(names[:shown]) + f" and {len(names) - shown} more"
+    return head + said
+
+
+class Session:
+    """What one command run shares: its inputs, progress bar, width, scale."""
+
+    def __init__(self, quiet, jobs, dask, width):
+        self.quiet = quiet
+        self.jobs = jobs or os.cpu_count() or 1
+        self.dask = dask
+        self.width = table_width(width)
+        self.progress = None
+        self.out = Output(self)
+
+    def inputs(self, paths):
+        """The files to read: directories walked, each file once; a note on standard
+        error for each file a walk skips (not with -q)."""
+        skipped = []
+        files = list(expand_inputs(paths, skipped))
+        if skipped and not self.quiet:
+            warn(skipped_note(skipped, self.width or 10 ** 6))
+        if not files:
+            raise Failure(f"no capture to read in {', '.join(paths)}")
+        if not self.quiet:
+            self.progress = Progress.for_terminal(files)
+        return files
+
+    @property
+    def scale(self):
+        return {"jobs": self.jobs, "dask": self.dask, "progress": self.progress}
+
+    def clear_progress(self):
+        if self.progress is not None:
+            self.progress.clear()
+
+    def close(self):
+        self.clear_progress()
+        self.progress = None
+
+
 def common_options(func):
     """Options shared by the commands that read captures."""
-    @click.argument("inputs", nargs=-1, required=True, metavar="CAPTURE...")
+    @click.argument("inputs", nargs=-1, metavar="CAPTURE...")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                   help="Output format.")
     @click.option("--stream", type=int, default=None, metavar="N",
@@ -43,83 +229,48 @@ def common_options(func):
     @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                   metavar="SECONDS",
                   help="Finish connections idle this long (capture time; default 600).")
+    @click.option("--width", type=click.IntRange(0), default=None, metavar="N",
+                  help="Fit tables to N characters (0: no limit). Default: the terminal's width; "
+                       "in a pipe $COLUMNS, else 120.")
     @click.option("-j", "--jobs", type=click.IntRange(1), default=None, metavar="N",
                   help="Analyse N files at once in worker processes (default: the number of CPUs).")
     @click.option("--dask", metavar="ADDRESS", default=None,
                   help="Send the files to this Dask scheduler (e.g. tcp://10.0.0.5:8786); "
                        "its workers must see the same paths.")
-    @click.option("-q", "--quiet", is_flag=True, help="No progress bar on a terminal.")
+    @click.option("-q", "--quiet", is_flag=True,
+                  help="No progress bar, no note of the files a directory walk skips.")
     @click.option("--debug", is_flag=True, help="Show a traceback on internal errors.")
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         debug = kwargs.pop("debug")
-        quiet = kwargs.pop("quiet")
-        inputs = kwargs["inputs"]
-        kwargs["scale"] = dict(jobs=kwargs.pop("jobs") or os.cpu_count() or 1, dask=kwargs.pop("dask"),
-                               progress=None if quiet else Progress.for_terminal(inputs))
+        session = Session(kwargs.pop("quiet"), kwargs.pop("jobs"), kwargs.pop("dask"),
+                          kwargs.pop("width"))
+        kwargs["session"] = session
         try:
             return func(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:
-            sys.stderr.close()  # the reader went away (| head): not an error
-            sys.exit(Exit.OK)
+            reader_gone()
         except KeyboardInterrupt:
+            session.close()
             sys.exit(130)
         except ClusterUnavailable as exc:
             raise Failure(str(exc))
         except Exception as exc:
             if debug:
+                session.close()
                 traceback.print_exc()
             raise Failure(f"internal error: {type(exc).__name__}: {exc} "
                           "(run with --debug for the traceback)")
         finally:
-            if kwargs["scale"]["progress"] is not None:
-                kwargs["scale"]["progress"].close()
+            session.close()
     return wrapper
 
 
-class Progress:
-    """A one-line progress bar on stderr: bytes read of the total, files done."""
-
-    def __init__(self, paths):
-        self.files = len(paths)
-        self.sizes = {p: os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p)}
-        self.total = sum(self.sizes.values())
-        self.done_files = 0
-        self.done_bytes = 0
-        self.shown = 0.0
-
-    @classmethod
-    def for_terminal(cls, inputs):
-        """A bar when stderr is a terminal, else None (never in pipes or logs)."""
-        if not sys.stderr.isatty():
-            return None
-        return cls(list(expand_inputs(inputs)))
-
-    def reading(self, path, done, total):
-        self._show(self.done_bytes + min(done, self.sizes.get(path, done)))
-
-    def file_done(self, path):
-        self.done_files += 1
-        self.done_bytes += self.sizes.get(path, 0)
-        self._show(self.done_bytes, force=True)
-
-    def _show(self, read, force=False):
-        now = time.monotonic()
-        if not force and now - self.shown < 0.2:
-            return
-        self.shown = now
-        share = read / self.total if self.total else 0.0
-        bar = "#" * int(share * 30)
-        sys.stderr.write(f"\r[{bar:<30}] {read / 1e6:,.0f}/{self.total / 1e6:,.0f} MB, "
-                         f"{self.done_files}/{self.files} files")
-        sys.stderr.flush()
-
-    def close(self):
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+def need_inputs(inputs):
+    if not inputs:
+        raise click.UsageError("give a capture file, a directory, or - for standard input")
 
 
 def keylog_option(func):
@@ -152,7 +303,7 @@ def _wireshark():
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pcap-tls-split")
+@click.version_option(__version__, prog_name=PROG)
 def main():
     """Locate TLS records against TCP segments and flag premature closes.
 
@@ -161,41 +312,78 @@ def main():
     """
 
 
-
 @main.command()
 @common_options
 @click.option("--all", "all_connections", is_flag=True,
               help="List every TLS connection, not only those with findings.")
 @click.option("--fail-on", type=click.Choice(list(reversed(SEVERITIES)) + ["never"]), default="high",
               show_default=True, help="Exit 1 when a finding is at or above this severity.")
+@click.option("--min-severity", type=click.Choice(list(reversed(SEVERITIES))), default=None,
+              help="Show only findings at or above this severity (default: low in the table, "
+                   "info with -v; every finding in json, jsonl and csv).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Table: each connection's SNI, ALPN, cipher, alerts and Community ID, why a "
+                   "confidence is not high, each finding's Wireshark filter; info findings too.")
+@click.option("-i", "--interface", metavar="IFACE", default=None,
+              help="Capture live on this interface (tcpdump or dumpcap) until Ctrl-C.")
+@click.option("-f", "--filter", "bpf", metavar="BPF", default=None,
+              help="With -i: a capture filter (tcpdump syntax), e.g. 'tcp port 443'.")
 @keylog_option
-def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, keylog):
+def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on, min_severity,
+            verbose, interface, bpf, keylog):
     """Flag premature-close signatures, one row per finding, then a summary.
 
+    The table groups the findings by connection (a line naming it, then a row per
+    finding: time of day in UTC, frame, side, severity, code, message); a
+    severity followed by ? (medium) or ?? (low) has a confidence below high; a
+    connection the capture saw only in part is marked [capture: ...].
+
     With --keylog, tshark decrypts the records around each finding and the
-    finding says what they held (evidence app_data).
+    finding says what they held (evidence app_data). With -i, the capture is
+    live: each connection is reported as it ends (--format jsonl), and Ctrl-C
+    stops it with the summary.
 
     Exit status: 0 nothing at or above --fail-on, 1 a finding at or above it,
     2 a usage error or an input that could not be read at all.
     """
-    out = sys.stdout
+    if interface is not None and inputs:
+        raise click.UsageError("give either -i IFACE or captures to read, not both")
+    if bpf is not None and interface is None:
+        raise click.UsageError("-f BPF is a capture filter for -i IFACE")
+    if interface is None:
+        need_inputs(inputs)
+    view = render.View(width=session.width, verbose=verbose,
+                       min_severity=Severity(min_severity) if min_severity else None,
+                       all_connections=all_connections)
+    out = session.out
     on_connection = None
     if fmt == "jsonl":
         def on_connection(conn):
-            render.render_jsonl_connection(conn, out)
-            out.flush()
+            line = render.jsonl_connection(conn, view)
+            if line is not None:
+                out.write(line)
+                out.flush()
     options = dict(all_connections=all_connections, stream=stream, idle_timeout=idle_timeout,
-                   on_connection=on_connection, **scale)
-    result = None
-    if keylog:
-        try:
-            result = _wireshark().analyze(list(inputs), keylog=keylog, **options)
-        except _wireshark().TsharkMissing as exc:
-            _plaintext_not_added(exc)
-    if result is None:
-        result = run_analysis(list(inputs), **options)
-    render.RENDERERS[fmt](result, out)
-    _errors_to_stderr(result, fmt)
+                   on_connection=on_connection, errors="report")
+    if interface is not None:
+        result = _live(interface, bpf, session, options)
+    else:
+        paths = session.inputs(inputs)
+        options.update(session.scale)
+        result = None
+        if keylog:
+            try:
+                result = _wireshark().analyze(paths, keylog=keylog, **options)
+            except _wireshark().TsharkMissing as exc:
+                _plaintext_not_added(exc)
+        if result is None:
+            result = run_analysis(paths, **options)
+    session.close()
+    render.RENDERERS[fmt](result, out, view)
+    out.flush()
+    _input_errors(result.inputs)
+    _stream_note(stream, result.inputs, result.connections,
+                 "not a TLS connection" if all_connections else "no finding there (--all lists it if it is TLS)")
     if result.unreadable:
         sys.exit(Exit.ERROR)
     worst = result.worst()
@@ -204,46 +392,97 @@ def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, 
     sys.exit(Exit.OK)
 
 
+def _live(interface, bpf, session, options):
+    """Capture on ``interface`` into our standard input and analyse it until the capturer
+    ends (Ctrl-C: it is stopped, and the report is written as for a file)."""
+    from .api.live import LiveCapture, LiveUnavailable
+    live = LiveCapture(interface, bpf)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupted(signum, frame):
+        if live.proc is None or live.proc.poll() is not None:
+            raise KeyboardInterrupt
+        live.interrupt()    # the capturer writes out what it has; its end is our input's end
+
+    try:
+        pipe = live.start()
+        os.dup2(pipe.fileno(), 0)       # the capture is our standard input
+        pipe.close()
+        if sys.stderr.isatty() and not session.quiet:
+            warn(f"capturing on {interface} with {live.tool}; Ctrl-C stops and reports")
+        signal.signal(signal.SIGINT, interrupted)
+        if not session.quiet:
+            session.progress = Progress.for_terminal(["-"])
+        result = run_analysis(["-"], jobs=1, progress=session.progress, **options)
+    except LiveUnavailable as exc:
+        raise Failure(str(exc))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        live.stop()
+    failure = live.failure()
+    if failure and not result.inputs[0].packets:
+        raise Failure(f"{live.tool} could not capture on {interface}: {failure}")
+    if failure:
+        warn(f"{live.tool} stopped capturing on {interface}: {failure}")
+    if live.drops():
+        warn(f"{live.tool} dropped {live.drops()} packet(s): the report may miss some")
+    return result
+
+
 @main.command()
 @common_options
 @keylog_option
-def records(inputs, fmt, stream, idle_timeout, scale, keylog):
+def records(inputs, fmt, stream, idle_timeout, session, keylog):
     """Every TLS record against the segments (frames) that carried it.
 
     With --keylog, tshark decrypts them and a plaintext column shows the first
     line of each (or Wireshark's description of a record that is not
     application data; ? when it could not be decrypted).
     """
-    out = sys.stdout
+    need_inputs(inputs)
+    paths = session.inputs(inputs)
+    out = session.out
     if keylog:
         try:
-            texts, inputs_read = _wireshark().records(list(inputs), keylog=keylog, stream=stream,
-                                                   idle_timeout=idle_timeout)
+            texts, inputs_read = _wireshark().records(paths, keylog=keylog, stream=stream,
+                                                      idle_timeout=idle_timeout)
         except _wireshark().TsharkMissing as exc:
             _plaintext_not_added(exc)
         else:
             texts.sort(key=lambda t: (t.row.file, t.row.stream, t.row.side != "client", t.row.index))
-            _wireshark().render_records(texts, fmt, out)
-            for inp in inputs_read:
-                for error in inp.errors:
-                    click.echo(f"pcap-tls-split: {error}", err=True)
+            session.close()
+            _wireshark().render_records(texts, fmt, out, width=session.width)
+            out.flush()
+            _input_errors(inputs_read)
+            _stream_note(stream, inputs_read, texts, "no TLS record there")
             sys.exit(Exit.ERROR if any(i.format is None for i in inputs_read) else Exit.OK)
     rows = []
-    streaming = fmt in ("jsonl",)
-    on_record = (lambda row: render.write_jsonl((render.record_dict(row),), out)) \
-        if streaming else rows.append
-    result = run_analysis(list(inputs), stream=stream, idle_timeout=idle_timeout, on_record=on_record,
-                          **scale)
+    streaming = fmt == "jsonl"
+    found = []
+    if streaming:
+        def on_record(row):
+            if not found:
+                found.append(True)
+            render.write_jsonl((render.record_dict(row),), out)
+    else:
+        on_record = rows.append
+    result = run_analysis(paths, stream=stream, idle_timeout=idle_timeout, on_record=on_record,
+                          errors="report", **session.scale)
+    session.close()
     if not streaming:
         rows.sort(key=lambda r: (r.file, r.stream, r.side != "client", r.index))
-        render.render_records(rows, fmt, out)
-    _errors_to_stderr(result, None)
+        render.render_records(rows, fmt, out, width=session.width)
+    out.flush()
+    _input_errors(result.inputs)
+    _stream_note(stream, result.inputs, rows or found, "no TLS record there")
     sys.exit(Exit.ERROR if result.unreadable else Exit.OK)
 
 
 @main.command()
 @common_options
-def verify(inputs, fmt, stream, idle_timeout, scale):
+@click.option("--differences", is_flag=True,
+              help="Show only the connections where the two views differ.")
+def verify(inputs, fmt, stream, idle_timeout, session, differences):
     """Our TLS records and closes against Wireshark's (tshark), per connection.
 
     tshark reads each capture again, decoding as TLS the ports where we found
@@ -254,33 +493,46 @@ def verify(inputs, fmt, stream, idle_timeout, scale):
     Exit status: 0 all agree, 1 a connection differs, 2 tshark missing, a usage
     error, or an input that could not be read (by us or by tshark).
     """
-    out = sys.stdout
+    need_inputs(inputs)
+    paths = session.inputs(inputs)
+    session.close()
     try:
-        result = _wireshark().verify(list(inputs), stream=stream, idle_timeout=idle_timeout,
-                                  jobs=scale["jobs"])
+        result = _wireshark().verify(paths, stream=stream, idle_timeout=idle_timeout,
+                                     jobs=session.jobs)
     except _wireshark().TsharkMissing as exc:
-        click.echo(f"pcap-tls-split: verify: {exc}", err=True)
+        warn(f"verify: {exc}")
         sys.exit(Exit.ERROR)
-    _wireshark().render_verify(result, fmt, out)
-    if fmt != "table":
-        for inp in result.inputs:
-            for error in inp.errors:
-                click.echo(f"pcap-tls-split: {error}", err=True)
+    _wireshark().render_verify(result, fmt, session.out, width=session.width,
+                               differences=differences)
+    session.out.flush()
+    _input_errors(result.inputs)
+    _stream_note(stream, result.inputs, result.connections, "not a TLS connection")
     if result.unreadable:
         sys.exit(Exit.ERROR)
     sys.exit(Exit.OK if result.agree else Exit.FINDINGS)
 
 
 def _plaintext_not_added(exc):
-    click.echo(f"pcap-tls-split: --keylog: {exc}; the plaintext could not be added", err=True)
+    warn(f"--keylog: {exc}; the plaintext could not be added")
 
 
-def _errors_to_stderr(result, fmt):
-    if fmt == "table":
-        return  # the summary already lists them
-    for inp in result.inputs:
+def _input_errors(inputs):
+    for inp in inputs:
         for error in inp.errors:
-            click.echo(f"pcap-tls-split: {error}", err=True)
+            warn(error)
+
+
+def _stream_note(stream, inputs, found, what):
+    """--stream N that matched nothing: say so (and whether the stream exists at all)."""
+    if stream is None or found:
+        return
+    streams = max((i.tcp_connections for i in inputs), default=0)
+    if stream < 0 or stream >= streams:
+        have = ("no TCP connection" if not streams else "only stream 0" if streams == 1
+                else f"streams 0 to {streams - 1}")
+        warn(f"--stream {stream}: no such connection (the input has {have})")
+    else:
+        warn(f"--stream {stream}: {what}")
 
 
 if __name__ == "__main__":

@@ -41,15 +41,15 @@ _IP4_TCP = struct.Struct(">HBxH2xHxB2x12xIIBB").unpack_from
 # offset, flags.
 _IP6_TCP = struct.Struct(">IHBx32x4xIIBB").unpack_from
 _PORTS_WINDOW = struct.Struct(">HH10xH").unpack_from
-PROGRESS_EVERY = 16384
+PROGRESS_EVERY = 1024      # frames between two progress calls (at most one per read)
 _segment = tuple.__new__
 
 
 def run(capture, table, errors, name, progress=None, fused=True):
     """Feed every frame of ``capture`` to ``table``; returns the number of frames.
     An exception while placing a packet is a bug: it goes to ``errors`` (the first
-    five, naming the input ``name``) and the run goes on.  ``progress()`` is
-    called about every 16384 frames. ``fused``: the fused loop, else the steps."""
+    five, naming the input ``name``) and the run goes on.  ``progress(frames so
+    far)`` is called about every PROGRESS_EVERY frames. ``fused``: the fused loop, else the steps."""
     return (fused_loop if fused else steps)(capture, table, errors, name, progress)
 
 
@@ -72,7 +72,7 @@ def steps(capture, table, errors, name, progress=None):
             _internal_error(errors, name, n, exc)
         if progress is not None and n >= report_at:
             report_at = n + PROGRESS_EVERY
-            progress()
+            progress(n)
     return n
 
 
@@ -170,11 +170,14 @@ def fused_loop(capture, table, errors, name, progress=None):
             except Exception as exc:  # a bug: say so, keep going
                 hot = None
                 _internal_error(errors, name, n, exc)
+        if hot is not None:
+            # a run ends with its read: between two reads the table is whole (a live
+            # source's reader may have it finish connections while it waits)
+            hot = None
+            _end_run(table, hot_entry, frames, ends, times, h_left, h_countdown)
         if progress is not None and n >= report_at:
             report_at = n + PROGRESS_EVERY
-            progress()
-    if hot is not None:
-        _end_run(table, hot_entry, frames, ends, times, h_left, h_countdown)
+            progress(n)
     return n
 
 

@@ -1,13 +1,15 @@
 """The library API (pcap_tls_split/api/): analyze() and records(), several files at once
 (worker processes, a Dask cluster), progress."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pcap_tls_split import analyze
+from pcap_tls_split import CaptureError, analyze, records
+from pcap_tls_split.api import expand_inputs
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 FILES = sorted(str(p) for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -59,22 +61,42 @@ class _Terminal:
         pass
 
 
-def test_progress_bar_on_a_terminal_only(monkeypatch):
-    from click.testing import CliRunner
+def test_progress_bar_shows_bytes_of_the_total_then_clears(monkeypatch):
     from pcap_tls_split import cli
 
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    bar = cli.Progress.for_terminal([str(SAMPLES)])
-    assert bar is not None and bar.files == len(FILES)
+    bar = cli.Progress.for_terminal(FILES)
+    assert bar is not None and bar.files == len(FILES) and bar.total == sum(map(os.path.getsize, FILES))
     analyze(FILES, progress=bar)
-    bar.close()
-    assert f"{len(FILES)}/{len(FILES)} files" in terminal.text
-    # in a pipe (CliRunner's stderr is not a terminal) and with -q: never
+    assert f"{len(FILES)}/{len(FILES)} files" in terminal.text and " MB" in terminal.text
+    assert "100%" in terminal.text
+    bar.clear()
+    assert terminal.text.endswith("\r\033[K")
+    # standard input has no size: packets instead
+    stdin_bar = cli.Progress("-".split())
+    stdin_bar.reading("-", 0, None, 40000)
+    stdin_bar.file_done("-")
+    assert "40,000 packets" in terminal.text
     monkeypatch.undo()
-    assert cli.Progress.for_terminal([str(SAMPLES)]) is None
-    result = CliRunner().invoke(cli.main, ["analyze", "-q", str(SAMPLES)])
-    assert "files" not in result.output and result.exit_code == 1
+    assert cli.Progress.for_terminal(FILES) is None      # stderr is not a terminal: no bar
+
+
+def test_progress_is_told_packets_as_they_are_read():
+    calls = []
+
+    class Recorder:
+        def reading(self, path, done, total, packets):
+            calls.append((path, done, total, packets))
+
+        def file_done(self, path):
+            calls.append((path, "done"))
+
+    path = str(SAMPLES / "field-bug-70-tries.pcap")
+    analyze(path, progress=Recorder())
+    reading = [c for c in calls if len(c) == 4]
+    assert reading and all(c[2] == os.path.getsize(path) and c[3] > 0 for c in reading)
+    assert calls[-1] == (path, "done")
 
 
 def test_the_reference_loop_gives_the_same_report():
@@ -88,3 +110,52 @@ def test_records_lists_every_record_of_the_stream_asked_for():
     assert rows and {r.stream for r in rows} == {0}
     assert pcap_tls_split.records(path, stream=1) == []
     assert [r.index for r in rows if r.side == "server"] == list(range(sum(r.side == "server" for r in rows)))
+
+
+# -- unreadable inputs, inputs named twice, directory walks ------------------------------
+
+def test_an_unreadable_input_raises_unless_errors_report(tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("not a capture\n")
+    field = str(SAMPLES / "field-bug-tls12.pcap")
+    with pytest.raises(CaptureError, match="/nonexistent.pcap: cannot open"):
+        analyze("/nonexistent.pcap")
+    seen = []
+    with pytest.raises(CaptureError, match="notes.txt: not a pcap or pcapng capture"):
+        analyze([field, str(bogus)], on_connection=seen.append)
+    assert [c.stream for c in seen] == [0], "the input before the bad one was read"
+    with pytest.raises(CaptureError):
+        records(str(bogus))
+    report = analyze([str(bogus), field], errors="report")
+    assert report.inputs[0].format is None and "notes.txt" in report.inputs[0].errors[0]
+    assert report.unreadable == [report.inputs[0]] and report.connections
+    with pytest.raises(ValueError):
+        analyze(field, errors="ignore")
+
+
+def test_a_cut_capture_is_no_error(tmp_path):
+    data = (SAMPLES / "field-bug-tls12.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:-30])
+    report = analyze(str(cut))
+    assert report.inputs[0].errors and report.inputs[0].format == "pcap"
+
+
+def test_a_file_given_twice_is_read_once(tmp_path):
+    field = SAMPLES / "field-bug-tls12.pcap"
+    link = tmp_path / "same.pcap"
+    link.symlink_to(field)
+    paths = [str(field), str(field), str(link), str(SAMPLES), "-", "-"]
+    files = list(expand_inputs(paths))
+    assert files.count(str(field)) == 1 and str(link) not in files and files.count("-") == 1
+    assert len(files) == len(FILES) + 1
+    report = analyze([str(field), str(field), str(SAMPLES / "split-header.pcap")])
+    assert [i.path for i in report.inputs] == [str(field), str(SAMPLES / "split-header.pcap")]
+
+
+def test_a_walk_says_which_files_it_skipped():
+    skipped = []
+    files = list(expand_inputs([str(SAMPLES)], skipped))
+    assert files == FILES
+    assert str(SAMPLES / "README.md") in skipped and str(SAMPLES / "field-bug-tls12.keys") in skipped
+    assert not set(files) & set(skipped)

@@ -326,6 +326,9 @@ def test_serve_stops_cleanly_on_ctrl_c():
 
 @pytest.mark.parametrize("args, message", [
     (["--pause", "3 parsecs"], "not a duration"),
+    (["--pause", "300"], "'300' needs a unit: 300ms or 300s?"),
+    (["--delay", "2"], "'2' needs a unit"),
+    (["--pause", "0,300"], "'300' needs a unit"),
     (["--cut", "0+1"], "not a cut"),
     (["--truncate", "x"], "not a position"),
     (["--status", "OK"], "not an HTTP status"),
@@ -390,14 +393,16 @@ def test_run_without_capture_rights_says_so(tmp_path):
 
 # ----------------------------------------------------------------------------- parsers
 
-@pytest.mark.parametrize("text, seconds", [("300ms", 0.3), ("1.5s", 1.5), ("2", 2.0), ("250us", 0.00025),
-                                           ("1m", 60.0), (".5s", 0.5), ("0", 0.0)])
+@pytest.mark.parametrize("text, seconds", [("300ms", 0.3), ("1.5s", 1.5), ("250us", 0.00025),
+                                           ("1m", 60.0), (".5s", 0.5), ("0", 0.0), ("0.0", 0.0),
+                                           (2, 2.0), (0.3, 0.3)])
 def test_durations(text, seconds):
     assert T.parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "ms", "-1s", "3 parsecs", "1h"])
+@pytest.mark.parametrize("text", ["", "ms", "-1s", "3 parsecs", "1h", "300", "2", "0.5"])
 def test_bad_durations(text):
+    """A bare number in text (but 0) is ambiguous: 300 ms or 300 s? It needs its unit."""
     with pytest.raises(ValueError):
         T.parse_duration(text)
 

@@ -174,14 +174,32 @@ def test_known_differences_are_in_the_corpus(corpus, tshark):
 
 def test_verify_table_shows_where_views_differ(corpus, tshark):
     path = corpus / "zeek" / "tls__tls1.2-late-protocol-error.pcap"
-    result = run("verify", path)
+    result = run("verify", "--width", "0", path)
     assert result.exit_code == 1
     assert "DIFFER" in result.output
     assert "record #2: ours handshake 32 B at offset 595" in result.output
     assert "Wireshark none" in result.output
     # SOCKS: Wireshark's dissector spends stream numbers, and so do we
-    socks = run("verify", corpus / "ja4" / "socks-https-example.pcap")
+    socks = run("verify", "--width", "0", corpus / "ja4" / "socks-https-example.pcap")
     assert socks.exit_code == 0 and "Wireshark: tcp.stream" not in socks.output, socks.output
+    narrow = run("verify", "--width", "80", path)
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+
+
+def test_verify_differences_shows_only_the_connections_that_differ(corpus, tshark):
+    differs = corpus / "zeek" / "tls__tls1.2-late-protocol-error.pcap"
+    agrees = FIELD_BUG["1.2"]
+    everything = run("verify", agrees, differs)
+    assert everything.exit_code == 1 and ": agree" in everything.stdout and "DIFFER" in everything.stdout
+    only = run("verify", "--differences", agrees, differs)
+    assert only.exit_code == 1
+    assert ": agree" not in only.stdout and "DIFFER" in only.stdout and str(agrees) not in only.stdout
+    assert "2 TLS connection(s): 1 agree with Wireshark, 1 differ" in only.stdout
+    report = json.loads(run("verify", "--differences", "--format", "json", agrees, differs).stdout)
+    assert [c["file"] for c in report["connections"]] == [str(differs)]
+    assert report["summary"] == {"connections": 2, "agree": 1, "differ": 1}
+    clean = run("verify", "--differences", agrees)
+    assert clean.exit_code == 0 and "stream" not in clean.stdout
 
 
 # -- --keylog ----------------------------------------------------------------------
@@ -276,7 +294,7 @@ def test_records_keylog_shows_what_every_sample_sent(tshark, no_stray_tshark):
 
 def test_records_keylog_cli(tshark):
     path = FIELD_BUG["1.2"]
-    result = run("records", "--keylog", path.with_suffix(".keys"), path, "--stream", "0")
+    result = run("records", "--keylog", path.with_suffix(".keys"), path, "--stream", "0", "--width", "0")
     assert result.exit_code == 0
     header = result.output.splitlines()[0]
     assert header.rstrip().endswith("plaintext")
@@ -295,7 +313,7 @@ def test_records_keylog_cli(tshark):
 def test_analyze_keylog_cli_formats(tshark):
     path = FIELD_BUG["1.3"]
     keys = path.with_suffix(".keys")
-    table = run("analyze", "--keylog", keys, path)
+    table = run("analyze", "--keylog", keys, path, "--width", "0")
     assert table.exit_code == 1
     assert "the lost record was the body of HTTP/1.1 401 Unauthorized" in table.output
     report = json.loads(run("analyze", "--format", "json", "--keylog", keys, path).output)
@@ -306,6 +324,18 @@ def test_analyze_keylog_cli_formats(tshark):
 
 
 # -- without tshark ----------------------------------------------------------------
+
+def test_pyshark_is_a_dependency_not_an_extra():
+    """pip install pcap-tls-split gives verify and --keylog wherever tshark is."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    required = cfg["options"]["install_requires"].split()
+    assert any(r.startswith("pyshark") for r in required)
+    assert "wireshark" not in cfg["options.extras_require"]
+    for path in [ROOT / "README.md", *(ROOT / "pcap_tls_split").rglob("*.py")]:
+        assert "[wireshark]" not in path.read_text(), path
+
 
 def test_without_tshark(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))   # no tshark on it

@@ -1,14 +1,19 @@
 """The library API: ``analyze`` and ``records`` over inputs, the report aggregated."""
 
+from ..capture import CaptureError
 from ..report import Correlation, Report, Summary
 from .parallel import results
 
+ERRORS = ("raise", "report")
+
 
 def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
-            on_connection=None, on_record=None, jobs=1, dask=None, progress=None, fused=True):
+            on_connection=None, on_record=None, jobs=1, dask=None, progress=None, fused=True,
+            errors="raise"):
     """Analyse captures and return a ``Report``.
 
-    ``paths``: a path, or a list of them (files, directories, ``-``).
+    ``paths``: a path, or a list of them (files, directories, ``-`` for standard
+    input); a file named twice (or named and inside a directory named too) is read once.
     ``all_connections``: list every TLS connection, not only those with findings.
     ``stream``: list only this ``tcp.stream``.
     ``idle_timeout``: seconds of capture time after which an idle connection is finished.
@@ -18,10 +23,20 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     order of the callbacks, are the same as with one).
     ``dask``: the address of a Dask distributed scheduler to send the files to (its
     workers must see the same paths).
-    ``progress``: an object with ``reading(path, done, total)`` and ``file_done(path)``.
+    ``progress``: an object with ``reading(path, bytes read, size or None, packets)`` and
+    ``file_done(path)``.
     ``fused``: the packet loop with the common case fused (the default), else the
     reference loop that takes every packet step by step (the same result, slower).
+    ``errors``: what an input that cannot be read as a capture at all does (a missing
+    file, one that is not a capture): ``"raise"`` (the default) raises ``CaptureError``
+    for the first such input, in input order, once the inputs before it have been read
+    (their callbacks made); ``"report"`` reports it in its ``InputReport.errors``
+    (``format`` None) and goes on with the others, as the command line does. A capture
+    that is readable up to some damage is never an error here: it is analysed up to
+    the damage, which is told in its ``errors``.
     """
+    if errors not in ERRORS:
+        raise ValueError(f"errors must be one of {ERRORS}, not {errors!r}")
     options = {"all_connections": all_connections, "stream": stream, "idle_timeout": idle_timeout,
                "fused": fused}
     inputs, connections = [], []
@@ -29,6 +44,9 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     by_code = {}
     correlation = {}
     for result in results(paths, options, jobs, dask, on_connection, on_record, progress):
+        if errors == "raise" and result.input.format is None:
+            raise CaptureError(result.input.errors[0] if result.input.errors
+                               else f"{result.input.path}: cannot be read")
         if result.remote:
             # replay what the worker saw, in the order a single process calls back
             for conn in result.listed if on_connection else ():
@@ -50,8 +68,9 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     return Report(inputs=tuple(inputs), connections=tuple(connections), summary=total)
 
 
-def records(paths, *, stream=None, jobs=1, fused=True):
-    """Every TLS record of the captures, as ``RecordRow``s (a list, in the order found)."""
+def records(paths, *, stream=None, jobs=1, fused=True, errors="raise"):
+    """Every TLS record of the captures, as ``RecordRow``s (a list, in the order found);
+    ``errors`` as for ``analyze``."""
     rows = []
-    analyze(paths, stream=stream, on_record=rows.append, jobs=jobs, fused=fused)
+    analyze(paths, stream=stream, on_record=rows.append, jobs=jobs, fused=fused, errors=errors)
     return rows

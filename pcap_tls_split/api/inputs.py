@@ -1,4 +1,4 @@
-"""What to read: the inputs a user named, directories walked."""
+"""What to read: the inputs a user named, directories walked, each file once."""
 
 import os
 
@@ -15,20 +15,44 @@ def looks_like_capture(path):
     return any(head.startswith(m) for m in CAPTURE_MAGICS)
 
 
-def expand_inputs(paths):
-    """Files to read, in order: ``-`` is stdin; directories are walked (sorted),
-    keeping the files that start like a capture (a README beside them is skipped)."""
+def _identity(path):
+    """What makes two paths the same input: ``-``, the file itself (device and inode),
+    or for a path that cannot be looked at, its absolute form."""
+    if path == "-":
+        return path
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.abspath(path)
+    return (st.st_dev, st.st_ino)
+
+
+def expand_inputs(paths, skipped=None):
+    """Files to read, in order, each once (a file named twice, or named and inside a
+    directory named too, is read once): ``-`` is stdin; directories are walked
+    (sorted), keeping the files that start like a capture. The files a walk leaves
+    out (a README beside the captures) are appended to ``skipped`` when it is a list."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    seen = set()
     for path in paths:
         path = os.fspath(path)
         if path != "-" and os.path.isdir(path):
             found = []
             for root, dirs, files in os.walk(path):
                 dirs.sort()
-                found += [os.path.join(root, name) for name in sorted(files)
-                          if not name.startswith(".")
-                          and looks_like_capture(os.path.join(root, name))]
-            yield from found
+                for name in sorted(files):
+                    if name.startswith("."):
+                        continue
+                    full = os.path.join(root, name)
+                    if looks_like_capture(full):
+                        found.append(full)
+                    elif skipped is not None:
+                        skipped.append(full)
         else:
-            yield path
+            found = [path]
+        for path in found:
+            identity = _identity(path)
+            if identity not in seen:
+                seen.add(identity)
+                yield path

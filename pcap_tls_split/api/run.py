@@ -10,7 +10,7 @@ caller's callbacks. Nothing here prints.
 
 from .. import loop
 from ..capture import CaptureError, open_capture
-from ..findings import Facts, evaluate
+from ..findings import Facts, Severity, evaluate
 from ..frame import SUPPORTED_LINKTYPES
 from ..report import InputReport, connection_report, is_premature, record_row
 from ..tcp import IDLE_TIMEOUT, ConnectionTable
@@ -35,7 +35,7 @@ class FileRun:
         self.by_code = {}
         self.correlation = {}   # (premature, aligned, last_record_straddled) -> connections
         self.errors = []
-        self.progress = None    # progress(path, bytes read, size) now and then
+        self.progress = None    # progress(path, bytes read, size, packets) now and then
 
     def connection_ended(self, conn):
         if not conn.continued:
@@ -52,7 +52,8 @@ class FileRun:
                                f"{type(exc).__name__}: {exc}")
             return
         if found:
-            self.flagged += 1
+            if any(f.severity >= Severity.MEDIUM for f in found):
+                self.flagged += 1  # SIGNATURES.md: a finding at or above medium
             for code in {f.code for f in found}:
                 self.by_code[code] = self.by_code.get(code, 0) + 1
         close = report.close
@@ -87,9 +88,11 @@ class FileRun:
             idle_timeout=IDLE_TIMEOUT if idle is None else idle)
         packets = 0
         progress = self.progress
+        if capture.live:
+            capture.on_quiet(table.quiet)   # a silent pipe: ended connections come out anyway
         with capture:
             report = None if progress is None else \
-                (lambda: progress(self.path, capture.bytes_read, capture.size))
+                (lambda n: progress(self.path, capture.raw_bytes_read, capture.size, n))
             try:
                 packets = loop.run(capture, table, self.errors, self.path, report,
                                    fused=self.options.get("fused", True))

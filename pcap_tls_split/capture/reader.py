@@ -71,6 +71,17 @@ class Capture:
     def raw_bytes_read(self):
         return self._raw.count
 
+    @property
+    def live(self):
+        """It is read from a pipe (standard input, a FIFO): it may be silent for a while."""
+        return self._raw.pipe
+
+    def on_quiet(self, callback):
+        """On a pipe, have ``callback(seconds)`` called while no byte has come for that
+        long, every ``streams.QUIET_POLL`` seconds (between two reads: never while a
+        read's packets are being handed out)."""
+        self._raw.on_quiet = callback
+
     def __enter__(self):
         return self
 

@@ -3,11 +3,18 @@
 A stream's ``read(n)`` gives up to ``n`` bytes (fewer from a pipe: what it has
 now), ``b""`` at the end, and raises ``Cut`` when the (compressed) stream itself
 ends early or is corrupt, once the bytes before the damage are out.
+
+A pipe (a live capture) can be silent for a while: a ``RawSource`` given an
+``on_quiet`` callback calls it, while it waits for the next bytes, every
+``QUIET_POLL`` seconds of silence with the silence so far (a check per read,
+never per packet).
 """
 
+import select
 import zlib
 
 CHUNK = 1 << 20                 # bytes asked of the stream per read
+QUIET_POLL = 0.25               # seconds between two on_quiet calls while a pipe is silent
 
 
 class Cut(Exception):
@@ -20,17 +27,45 @@ class RawSource:
     def __init__(self, fobj, pipe):
         self.fobj = fobj
         self.count = 0
-        # read1 returns what a pipe has now instead of waiting for a full chunk
+        self.pipe = pipe
+        self.on_quiet = None             # on_quiet(seconds): a pipe silent that long (see above)
+        # read1 returns what a pipe has now instead of waiting for a full chunk (and,
+        # asked for more than its buffer holds, keeps nothing buffered: select tells the truth)
         self._read = getattr(fobj, "read1", None) if pipe else None
         if self._read is None:
             self._read = fobj.read
+        if pipe:
+            _widen(fobj)
+
+    def _wait(self):
+        """Until the pipe has bytes (or its end), call on_quiet as the silence goes on."""
+        try:
+            fd = self.fobj.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        silent = 0.0
+        while not select.select((fd,), (), (), QUIET_POLL)[0]:
+            silent += QUIET_POLL
+            self.on_quiet(silent)
 
     def read(self, n):
+        if self.on_quiet is not None:
+            self._wait()
         b = self._read(n)
         if b is None:                    # non-blocking file object with nothing ready
             b = b""
         self.count += len(b)
         return b
+
+
+def _widen(fobj):
+    """Ask for a pipe buffer of a chunk (Linux): a writer that is ahead is read a chunk
+    at a time, not 64 KiB (fewer reads; nothing changes for a writer that is not)."""
+    try:
+        import fcntl
+        fcntl.fcntl(fobj.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass                      # not a pipe, not Linux, or above the system's limit
 
 
 class GzipSource:

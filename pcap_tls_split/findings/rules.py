@@ -39,6 +39,9 @@ class Finding:
     """One line a person reads."""
     evidence: dict = field(default_factory=dict)
     """The facts behind it (keys per code, see the README)."""
+    wireshark_filter: str = None
+    """A Wireshark display filter that shows its packets (set by the report:
+    ``tcp.stream eq N && frame.number >= F``)."""
 
 
 def _finding(code, side, time, frame, message, evidence, severity=None, confidence="high"):

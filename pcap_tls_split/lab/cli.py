@@ -207,7 +207,8 @@ class _Status(click.ParamType):
                    "N+BYTES (that far into record N; N+1..N+4 cut inside its 5-byte header), N+half, "
                    "@BYTES (from the start of the response). E.g. --cut 2+2 splits record 2's header.")
 @click.option("--pause", "pauses", type=_Duration(many=True), default="0", show_default=True,
-              help="Pause between sends: 300ms, 1.5s; a list (0,300ms) gives one per gap, the last repeats.")
+              help="Pause between sends, with its unit: 300ms, 1.5s; a list (0,300ms) gives one per gap, "
+                   "the last repeats.")
 @click.option("--delay", type=_Duration(), default="0", show_default=True,
               help="Wait this long after a request before the first send of its response.")
 @click.option("--close", "close_mode", type=click.Choice(["keep", "fin", "fast", "rst"]), default="keep",
@@ -246,6 +247,9 @@ def serve(host, port, tls_version, status, body, body_size, records, record_size
     however you say: which records, cut where into TCP sends, with which pauses,
     closing how. One line per event on stderr (what it sent and when, how each
     connection ended). Ctrl-C stops it.
+
+    A DURATION takes its unit: 300ms, 1.5s, 2m (us for microseconds); a bare
+    number other than 0 is refused, since 300 could mean either.
 
     \b
     The field server:  lab serve --port 8443 --records 2 --pause 300ms --status 401

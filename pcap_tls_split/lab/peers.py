@@ -58,12 +58,16 @@ _UNITS = {None: 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, 
 
 
 def parse_duration(text):
-    """'300ms' -> 0.3, '1.5s' -> 1.5, '2' -> 2.0 (seconds), '1m' -> 60.0."""
+    """'300ms' -> 0.3, '1.5s' -> 1.5, '1m' -> 60.0, '0' -> 0.0; a number (int, float) is
+    seconds. A bare number in text other than 0 is refused (ValueError): '300' could be
+    300 ms or 300 s, so it needs its unit."""
     if isinstance(text, (int, float)):
         return float(text)
     m = _DURATION.match(text or "")
     if not m:
         raise ValueError(f"not a duration: {text!r} (say e.g. 300ms, 1.5s, 2m)")
+    if m.group(2) is None and float(m.group(1)) != 0:
+        raise ValueError(f"{text.strip()!r} needs a unit: {text.strip()}ms or {text.strip()}s?")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 

@@ -1390,7 +1390,7 @@ def run_scenario(name, out_dir=".", *, ipv6=False, pcapng=False, nano=False, por
             _give_back(p, out_dir)
     report = problems = None
     if analyze:
-        report = run_analysis(path, all_connections=True)
+        report = run_analysis(path, all_connections=True, errors="report")
         problems = check_report(report, expected)
     return RunResult(name, path, keys, expected_path, expected, the_port, attempt, conns, report, problems)
 

@@ -58,22 +58,51 @@ class Quality:
 
 
 @dataclass(frozen=True, slots=True)
+class Alert:
+    """A TLS alert sent in the clear (up to TLS 1.2, or before encryption in TLS 1.3)."""
+
+    side: str
+    """``client`` or ``server``: the side that sent it."""
+    level: str
+    """``warning`` or ``fatal`` (the number, as a string, for any other value)."""
+    description: str
+    """Its name in the TLS registry (``close_notify``, ``handshake_failure``...), or its number."""
+    frame: int
+    """The frame that completed its record."""
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionReport:
-    """One TLS connection: its parties, records, close and findings."""
+    """One TLS connection: its parties, its handshake in clear, records, close and findings."""
 
     file: str
     stream: int
     """Wireshark's ``tcp.stream`` (filter with ``tcp.stream eq N``)."""
     client: str
+    """``"ip:port"`` (IPv6: ``"[addr]:port"``)."""
     server: str
     role_inferred: bool
+    """No SYN told the roles: the ClientHello did, or else the higher port is the client."""
     start: float
+    """Capture time of its first packet (seconds since the epoch)."""
     end: float
+    """Capture time of its last packet."""
     tls_version: str
-    records: dict
+    sni: str = None
+    """The server name the ClientHello asked for (None: none, or not seen)."""
+    alpn: str = None
+    """The ALPN protocol the ServerHello selected (None: none, not seen, or encrypted: TLS 1.3)."""
+    cipher: str = None
+    """The cipher suite the ServerHello selected, by its IANA name (``TLS_AES_128_GCM_SHA256``;
+    ``"0x...."`` for a value the registry does not name; None: no ServerHello seen)."""
+    alerts: tuple = ()
+    """The ``Alert``s sent in the clear, in frame order."""
+    community_id: str = None
+    """The Community ID v1 of the connection (as Zeek and Suricata write it, seed 0)."""
+    records: dict = field(default_factory=dict)
     """``{"client": RecordStats, "server": RecordStats}``."""
-    close: CloseSummary
-    quality: Quality
+    close: CloseSummary = field(default_factory=CloseSummary)
+    quality: Quality = field(default_factory=Quality)
     findings: tuple = ()
 
     def to_dict(self):

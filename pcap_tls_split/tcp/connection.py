@@ -15,7 +15,8 @@ its peer has not acknowledged yet (in flight: bounded by the TCP window) and
 the last two it has, at most ``RECENT_RECORDS``; once the first close has
 happened, every record after it (the ones findings look at), up to
 ``KEPT_RECORDS``; its last ``RECENT_SEGMENTS`` data segments; its first and
-last type-23 records (for ``tls.ApplicationData``).
+last type-23 records (for ``tls.ApplicationData``); the alerts it sent in the
+clear, up to ``KEPT_ALERTS``.
 
 ``segment_in_order`` is the same work as ``packet`` for the commonest segment
 (no SYN, FIN or RST, the next bytes of its side in order, or none), taking the
@@ -35,6 +36,7 @@ from .reassembly import Data, SideStream
 RECENT_RECORDS = 1024
 RECENT_SEGMENTS = 256
 KEPT_RECORDS = 4096
+KEPT_ALERTS = 64
 
 RUN = 2     # segment_in_order: done, and its side may go on as a run
 
@@ -84,7 +86,7 @@ class Side:
 
     __slots__ = ("addr", "port", "stream", "tracker", "records", "total",
                  "straddling", "header_split", "coalesced", "type23_head",
-                 "type23_tail", "finished",
+                 "type23_tail", "finished", "alerts",
                  "close", "fin", "rst", "segments", "last_ack",
                  "close_peer_segment", "syn", "synack", "first_seq")
 
@@ -98,6 +100,7 @@ class Side:
         self.type23_head = []         # its first type-23 records (TLS 1.3 handshake, first request)
         self.type23_tail = deque(maxlen=appdata.TAIL)  # its last type-23 records
         self.finished = None          # frame of its Finished (TLS up to 1.2)
+        self.alerts = []              # (level, description, frame) of the alerts it sent in the clear
         self.close = None             # Close of its first FIN or RST
         self.fin = None               # Mark of its first FIN
         self.rst = None               # Mark of its first RST
@@ -128,7 +131,8 @@ class Side:
                      coalesced=self.coalesced, last_ack=self.last_ack, fin_mark=self.fin,
                      rst_mark=self.rst, segments_kept=list(self.segments),
                      records_kept=list(self.records), type23_head=list(self.type23_head),
-                     type23_tail=list(self.type23_tail), finished=self.finished)
+                     type23_tail=list(self.type23_tail), finished=self.finished,
+                     alerts=list(self.alerts))
         if tracker is not None:
             facts.update(tracker=tracker.counters())
         return facts
@@ -395,6 +399,8 @@ class Connection:
         elif content_type == wire.HANDSHAKE and side.finished is None and side.tracker.ccs_seen \
                 and not record.messages:
             side.finished = record.last_frame
+        elif record.alert is not None and len(side.alerts) < KEPT_ALERTS:
+            side.alerts.append(record.alert + (record.last_frame,))
         if self.on_record is not None:
             self.fix_roles()
             self.on_record(self, side, record)

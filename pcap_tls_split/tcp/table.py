@@ -29,6 +29,11 @@ Time moves on with ``tick`` (once per segment: now and then it sweeps for
 ended and idle connections); ``place`` hands a segment to its connection. A
 packet loop that lets a run of segments pass without a tick asks how far it may
 go (``run_budget``) and hands back what is left (``end_run``).
+
+On a live source capture time stands still while nothing is captured: ``quiet``
+(the reader's wall-clock silence, between two reads) finishes the connections
+that have ended without waiting for ``linger``, once the source has been silent
+for ``QUIET`` seconds, and those idle for ``idle_timeout`` counting the silence.
 """
 
 import struct
@@ -45,6 +50,7 @@ IDLE_TIMEOUT = 600.0
 SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections...
 SWEEP_SECONDS = 1.0  # ...or seconds of capture time, whichever comes first
 JUMP_LEAST = 60.0   # capture time jumping ahead by more (and the idle timeout) waits for a second packet
+QUIET = 1.0  # seconds of wall-clock silence of a live source after which ended connections are finished
 
 
 class Entry(NamedTuple):
@@ -274,6 +280,18 @@ class ConnectionTable:
         horizon = now - 2 * self.idle_timeout
         if len(self.tombstones) > 100000:
             self.tombstones = {k: v for k, v in self.tombstones.items() if v.time >= horizon}
+
+    def quiet(self, seconds):
+        """A live source has sent nothing for ``seconds`` of wall-clock time (called
+        between packets): after ``QUIET`` seconds, finish the connections that have
+        ended, and those idle for ``idle_timeout`` counting the silence."""
+        if seconds < QUIET:
+            return
+        now = self.now + seconds
+        ended = [conn for conn in self.connections()
+                 if conn.ended_at is not None or now - conn.last > self.idle_timeout]
+        for conn in sorted(ended, key=lambda c: c.stream):
+            self._end(conn, "closed" if conn.ended_at is not None else "idle")
 
     def finish(self):
         """End of the capture: finish every connection, in stream order."""

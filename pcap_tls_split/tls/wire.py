@@ -239,10 +239,14 @@ def server_hello(body):
     try:
         legacy_version, = struct.unpack_from("!H", body, 0)
         is_retry = bytes(body[2:34]) == HRR_RANDOM
-        pos = 34
-        session_id_length = body[pos]
-        cipher_at = pos + 1 + session_id_length
-        pos = cipher_at + 2 + 1  # session id, cipher, compression
+        if legacy_version >> 8 == 0x7F:
+            # a TLS 1.3 draft's ServerHello (up to draft 22): no session id, no compression
+            cipher_at = 34
+            pos = cipher_at + 2
+        else:
+            session_id_length = body[34]
+            cipher_at = 34 + 1 + session_id_length
+            pos = cipher_at + 2 + 1  # session id, cipher, compression
         version = legacy_version
         alpn = None
         for ext_type, data in _extensions(body, pos):

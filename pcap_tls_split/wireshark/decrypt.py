@@ -8,7 +8,6 @@ The first line of the plaintext, and for HTTP/1.x the message it belongs to
 """
 
 import dataclasses
-import io
 import os
 import re
 from collections import defaultdict
@@ -405,17 +404,11 @@ def _one_line(info, found):
     return f"[{found.summary}]"
 
 
-def render_records(texts, fmt, out):
+def render_records(texts, fmt, out, width=0):
     """``report.render.render_records`` with a ``plaintext`` column (key in JSON)."""
     if fmt == "table":
-        buffer = io.StringIO()
-        render.render_records([t.row for t in texts], "table", buffer)
-        lines = buffer.getvalue().splitlines()
-        width = max((len(line) for line in lines), default=0)
-        heads = ["plaintext", "-" * max((len(t.plaintext or "") for t in texts), default=9)]
-        cells = heads + [t.plaintext or "" for t in texts]
-        for line, cell in zip(lines, cells):
-            out.write(f"{line.ljust(width)}  {cell}".rstrip() + "\n")
+        render.write_records_table([t.row for t in texts], out, width,
+                                   plaintexts=[t.plaintext for t in texts])
     elif fmt == "csv":
         render.write_csv((dict(render.record_dict(t.row), plaintext=t.plaintext or "") for t in texts),
                          render.RECORD_CSV_COLUMNS + ("plaintext",), out)

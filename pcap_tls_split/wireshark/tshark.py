@@ -69,8 +69,8 @@ class TsharkFailed(RuntimeError):
 def find_tshark(tshark=None):
     """The path of the tshark to run; ``TsharkMissing`` when there is none (or no pyshark)."""
     if importlib.util.find_spec("pyshark") is None:
-        raise TsharkMissing("this needs the Python package pyshark: "
-                            "pip install 'pcap-tls-split[wireshark]'")
+        raise TsharkMissing("this needs the Python package pyshark, which pcap-tls-split "
+                            "depends on: reinstall it (pip install pcap-tls-split)")
     path = shutil.which(tshark or "tshark")
     if path is None:
         raise TsharkMissing(INSTALL_HINT)

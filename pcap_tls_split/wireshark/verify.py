@@ -11,6 +11,7 @@ by endpoints, and the difference is reported.
 """
 
 import dataclasses
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -272,34 +273,47 @@ def verify_rows(report):
                    "difference": difference_text(s)}
 
 
-def render_verify(report, fmt, out):
-    """Write the verify report: ``table`` (a table per connection), ``json``, ``jsonl`` or ``csv``."""
+VERIFY_COLUMNS = (render.Column("side", "side"), render.Column("src", "src"),
+                  render.Column("records", "records"), render.Column("fin", "first FIN"),
+                  render.Column("rst", "first RST"),
+                  render.Column("difference", "first difference (ours; Wireshark)", "words"))
+
+
+def render_verify(report, fmt, out, width=0, differences=False):
+    """Write the verify report: ``table`` (a table per connection), ``json``, ``jsonl`` or
+    ``csv``; ``width`` for the tables (0: no limit); ``differences``: only the
+    connections that differ (the summary still counts every one). Errors are the
+    caller's to tell (they are in the report's inputs)."""
+    summary = report.to_dict()["summary"]
+    if differences:
+        report = dataclasses.replace(report, connections=tuple(c for c in report.connections
+                                                                if not c.agree))
     if fmt == "json":
-        render.write_json(report.to_dict(), out)
+        render.write_json(dict(report.to_dict(), summary=summary), out)
         return
     if fmt == "jsonl":
         whole = report.to_dict()
-        render.write_jsonl(whole["connections"] + [{"summary": whole["summary"],
-                                                    "inputs": whole["inputs"]}], out)
+        render.write_jsonl(whole["connections"] + [{"inputs": whole["inputs"], "summary": summary}], out)
         return
     if fmt == "csv":
         rows = list(verify_rows(report))
         render.write_csv(rows, list(rows[0]) if rows else ["file"], out)
         return
+    rows = []
     for c in report.connections:
         verdict = "agree" if c.agree else "DIFFER"
         numbering = "" if c.stream == c.wireshark_stream else (
             f"; Wireshark: tcp.stream {_frame_text(c.wireshark_stream)}"
             if c.wireshark_stream is not None else "; Wireshark shows none of its TLS, FIN or RST frames")
-        out.write(f"{c.file} stream {c.stream}: {c.client} -> {c.server}: {verdict}{numbering}\n")
-        table = [[s.side, s.src, _pair(s.records, s.wireshark_records), _pair(s.fin, s.wireshark_fin),
-                  _pair(s.rst, s.wireshark_rst), difference_text(s)] for s in c.sides]
-        out.write(render.tabulate(table, headers=("side", "src", "records", "first FIN", "first RST",
-                                           "first difference (ours; Wireshark)"),
-                           tablefmt="simple", disable_numparse=True) + "\n\n")
-    agree = sum(1 for c in report.connections if c.agree)
-    out.write(f"{len(report.connections)} TLS connection(s): {agree} agree with Wireshark, "
-              f"{len(report.connections) - agree} differ (a value 'A vs B' is ours vs Wireshark's)\n")
-    for inp in report.inputs:
-        for error in inp.errors:
-            out.write(f"error: {error}\n")
+        if rows:
+            rows.append("")
+        rows.append(f"{c.file} stream {c.stream}: {c.client} -> {c.server}: {verdict}{numbering}")
+        rows += [{"side": s.side, "src": s.src, "records": _pair(s.records, s.wireshark_records),
+                  "fin": _pair(s.fin, s.wireshark_fin), "rst": _pair(s.rst, s.wireshark_rst),
+                  "difference": difference_text(s)} for s in c.sides]
+    if rows:
+        render.write_table(rows, VERIFY_COLUMNS, out, width, indent=render.TABLE_INDENT)
+        out.write("\n")
+    said = (f"{summary['connections']} TLS connection(s): {summary['agree']} agree with Wireshark, "
+            f"{summary['differ']} differ (a value 'A vs B' is ours vs Wireshark's)")
+    out.write("\n".join(textwrap.wrap(said, width) if width else [said]) + "\n")
