@@ -4,6 +4,7 @@ import enum
 import functools
 import importlib
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -12,7 +13,7 @@ import click
 
 from ._version import __version__
 from .api import ClusterUnavailable, analyze as run_analysis, expand_inputs
-from .findings import SEVERITIES, Severity
+from .findings import CODES, SEVERITIES, Severity
 from .report import render
 
 
@@ -25,6 +26,7 @@ class Exit(enum.IntEnum):
 
 
 FORMATS = ("table", "json", "jsonl", "csv")
+ANALYZE_FORMATS = FORMATS + ("html",)
 
 
 class Failure(click.ClickException):
@@ -33,11 +35,20 @@ class Failure(click.ClickException):
     exit_code = 2
 
 
-def common_options(func):
-    """Options shared by the commands that read captures."""
+def common_options(func=None, *, formats=FORMATS):
+    """Options shared by the commands that read captures (``formats``: the --format
+    choices; None: no --format)."""
+    if func is None:
+        return functools.partial(common_options, formats=formats)
+    func = _run_options(func)
+    if formats is not None:
+        func = click.option("--format", "fmt", type=click.Choice(formats), default="table",
+                            show_default=True, help="Output format.")(func)
+    return func
+
+
+def _run_options(func):
     @click.argument("inputs", nargs=-1, required=True, metavar="CAPTURE...")
-    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                  help="Output format.")
     @click.option("--stream", type=int, default=None, metavar="N",
                   help="Only Wireshark's tcp.stream N.")
     @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -163,22 +174,46 @@ def main():
 
 
 @main.command()
-@common_options
+@common_options(formats=ANALYZE_FORMATS)
 @click.option("--all", "all_connections", is_flag=True,
               help="List every TLS connection, not only those with findings.")
 @click.option("--fail-on", type=click.Choice(list(reversed(SEVERITIES)) + ["never"]), default="high",
               show_default=True, help="Exit 1 when a finding is at or above this severity.")
 @keylog_option
-def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, keylog):
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              metavar="FILE", help="Write the report to FILE instead of standard output.")
+@click.option("--by", type=click.Choice(["server", "client"]), default=None,
+              help="Instead of the findings: per server (endpoint and SNI) how its responses "
+                   "were cut into records, segments and pauses; per client address how many "
+                   "connections it closed prematurely, with which codes.")
+def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, keylog, output, by):
     """Flag premature-close signatures, one row per finding, then a summary.
 
     With --keylog, tshark decrypts the records around each finding and the
     finding says what they held (evidence app_data).
 
+    --format html writes one self-contained page: the summary, the findings and
+    a picture of every listed connection (the captures are read a second time
+    for those).
+
     Exit status: 0 nothing at or above --fail-on, 1 a finding at or above it,
     2 a usage error or an input that could not be read at all.
     """
-    out = sys.stdout
+    if by is not None:
+        if fmt == "html":
+            raise click.UsageError("--by writes table, json, jsonl or csv, not html")
+        if keylog:
+            raise click.UsageError("--by does not read a key log: leave out --keylog")
+        fleet = _view().fleet.tally(list(inputs), stream=stream, idle_timeout=idle_timeout, **scale)
+        out = _output(output)
+        _view().fleet.render(fleet, by, fmt, out)
+        out.flush()
+        if fmt != "table":
+            for inp in fleet.inputs:
+                for error in inp.errors:
+                    click.echo(f"pcap-tls-split: {error}", err=True)
+        _exit_for(fleet.unreadable, fleet.worst, fail_on)
+    out = _output(output)
     on_connection = None
     if fmt == "jsonl":
         def on_connection(conn):
@@ -194,11 +229,19 @@ def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, 
             _plaintext_not_added(exc)
     if result is None:
         result = run_analysis(list(inputs), **options)
-    render.RENDERERS[fmt](result, out)
+    if fmt == "html":
+        _view().html.write(result, out, idle_timeout)
+    else:
+        render.RENDERERS[fmt](result, out)
+    out.flush()
     _errors_to_stderr(result, fmt)
-    if result.unreadable:
+    _exit_for(result.unreadable, result.worst(), fail_on)
+
+
+def _exit_for(unreadable, worst, fail_on):
+    """analyze's exit status: inputs not read, else the worst finding against --fail-on."""
+    if unreadable:
         sys.exit(Exit.ERROR)
-    worst = result.worst()
     if fail_on != "never" and worst is not None and worst >= Severity(fail_on):
         sys.exit(Exit.FINDINGS)
     sys.exit(Exit.OK)
@@ -271,12 +314,134 @@ def verify(inputs, fmt, stream, idle_timeout, scale):
     sys.exit(Exit.OK if result.agree else Exit.FINDINGS)
 
 
+def _view():
+    """The pictures and the extract, imported when a command needs them."""
+    from . import view
+    return view
+
+
+def selection_options(func):
+    """--finding and --min-severity: which connections ``show`` and ``extract`` take."""
+    func = click.option("--min-severity", type=click.Choice(list(reversed(SEVERITIES))), default="medium",
+                        show_default=True,
+                        help="Without --stream or --finding: the connections with a finding at or "
+                             "above this severity.")(func)
+    return click.option("--finding", "code", type=click.Choice(sorted(CODES)), default=None,
+                        metavar="CODE", help="The connections with a finding of this code "
+                                             "(close_before_pending_records...).")(func)
+
+
+@main.command()
+@common_options(formats=None)
+@selection_options
+@click.option("--width", type=click.IntRange(60), default=None, metavar="N",
+              help="Lines at most N characters wide (default: the terminal's width, else 100).")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Colour: auto is on a terminal only.")
+def show(inputs, stream, idle_timeout, scale, code, min_severity, width, color):
+    """A ladder diagram of a connection: client left, server right, time down.
+
+    One line per packet that matters, each TLS record against the segments
+    that carried it, pure ACKs counted, pauses, the first close with its reach,
+    the peer's records beyond it marked pending (LOST when the closer then
+    reset), and the findings. --stream N draws that connection (of each
+    CAPTURE); without it, every connection with a finding of --finding CODE, or
+    at or above --min-severity.
+
+    Exit status: 0 drawn (or nothing to draw), 2 a usage error, an input that
+    could not be read, or no connection with that stream number.
+    """
+    view = _view()
+    out = sys.stdout
+    if width is None:
+        width = shutil.get_terminal_size((100, 24)).columns if out.isatty() else 100
+    painted = color == "always" or (color == "auto" and out.isatty() and "NO_COLOR" not in os.environ
+                                     and os.environ.get("TERM") != "dumb")
+    chars = view.UNICODE
+    try:
+        "".join(chars.values()).encode(out.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        chars = view.ASCII
+    try:
+        choice = view.choose(list(inputs), stream=stream, code=code, min_severity=min_severity,
+                             idle_timeout=idle_timeout, **scale)
+    except view.StdinTwice as exc:
+        raise Failure(str(exc))
+    drawn = view.details(choice, idle_timeout)
+    for error in choice.errors + drawn.errors:
+        click.echo(f"pcap-tls-split: {error}", err=True)
+    for i, detail in enumerate(drawn.details):
+        if i:
+            out.write("\n")
+        out.write("\n".join(view.ladder(detail, width, painted, chars)) + "\n")
+    if drawn.left_out:
+        out.write(f"\n{drawn.left_out} more connection(s) not drawn: give --stream N\n")
+    if drawn.details:
+        out.write("\n" + "\n".join(view.legend(width)) + "\n")
+    elif stream is None:
+        which = f"a {code} finding" if code else f"a finding at or above {min_severity}"
+        out.write(f"no connection with {which}\n")
+    unreadable = drawn.unreadable + (len(choice.report.unreadable) if choice.report else 0)
+    sys.exit(Exit.ERROR if unreadable or (stream is not None and not drawn.details) else Exit.OK)
+
+
+@main.command()
+@common_options
+@selection_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              metavar="FILE", help="The pcapng to write.")
+@keylog_option
+def extract(inputs, fmt, stream, idle_timeout, scale, code, min_severity, output, keylog):
+    """The packets of the flagged connections, as one small pcapng for a bug report.
+
+    Takes the connections with a finding at or above --min-severity (or of
+    --finding CODE, or --stream N of each CAPTURE) and writes all their frames
+    to FILE, in capture order, each finding's message as a comment on the frame
+    it points at (Wireshark: frame.comment, Expert Info). With --keylog, the key
+    log lines of those connections are embedded (a Decryption Secrets Block):
+    Wireshark decrypts from FILE alone. Wireshark numbers the connections from
+    tcp.stream 0 again in FILE: the table says which is which.
+
+    Exit status: 0 written (or nothing to write), 2 a usage error or an input
+    that could not be read.
+    """
+    view = _view()
+    out = sys.stdout
+    try:
+        done = view.extract.extract(list(inputs), output, stream=stream, code=code,
+                                    min_severity=min_severity, keylog=keylog,
+                                    idle_timeout=idle_timeout, **scale)
+    except view.StdinTwice as exc:
+        raise Failure(str(exc))
+    except (view.extract.KeyLogError, OSError) as exc:
+        raise Failure(str(exc))
+    for error in done.errors:
+        click.echo(f"pcap-tls-split: {error}", err=True)
+    if not done.connections:
+        which = (f"tcp.stream {stream}" if stream is not None else f"a {code} finding" if code
+                 else f"a finding at or above {min_severity}")
+        click.echo(f"pcap-tls-split: no connection with {which}: {output} not written", err=True)
+    else:
+        view.extract.render(done, fmt, out)
+    sys.exit(Exit.ERROR if done.unreadable or (stream is not None and not done.connections) else Exit.OK)
+
+
+def _output(path):
+    """Standard output, or the file -o names (opened now: a bad path is a usage error)."""
+    if path is None or path == "-":
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror or exc}")
+
+
 def _plaintext_not_added(exc):
     click.echo(f"pcap-tls-split: --keylog: {exc}; the plaintext could not be added", err=True)
 
 
 def _errors_to_stderr(result, fmt):
-    if fmt == "table":
+    if fmt in ("table", "html"):
         return  # the summary already lists them
     for inp in result.inputs:
         for error in inp.errors:
