@@ -373,11 +373,11 @@ def show(inputs, stream, idle_timeout, scale, code, min_severity, width, color):
     for i, detail in enumerate(drawn.details):
         if i:
             out.write("\n")
-        out.write("\n".join(view.ladder(detail, width, painted, chars)) + "\n")
+        out.write("\n".join(view.ladder.ladder(detail, width, painted, chars)) + "\n")
     if drawn.left_out:
         out.write(f"\n{drawn.left_out} more connection(s) not drawn: give --stream N\n")
     if drawn.details:
-        out.write("\n" + "\n".join(view.legend(width)) + "\n")
+        out.write("\n" + "\n".join(view.ladder.legend(width)) + "\n")
     elif stream is None:
         which = f"a {code} finding" if code else f"a finding at or above {min_severity}"
         out.write(f"no connection with {which}\n")
@@ -407,6 +407,9 @@ def extract(inputs, fmt, stream, idle_timeout, scale, code, min_severity, output
     """
     view = _view()
     out = sys.stdout
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise Failure(f"cannot write {output}: {folder} is not a folder one can write to")
     try:
         done = view.extract.extract(list(inputs), output, stream=stream, code=code,
                                     min_severity=min_severity, keylog=keylog,
@@ -417,7 +420,7 @@ def extract(inputs, fmt, stream, idle_timeout, scale, code, min_severity, output
         raise Failure(str(exc))
     for error in done.errors:
         click.echo(f"pcap-tls-split: {error}", err=True)
-    if not done.connections:
+    if not done.connections and not done.unreadable:
         which = (f"tcp.stream {stream}" if stream is not None else f"a {code} finding" if code
                  else f"a finding at or above {min_severity}")
         click.echo(f"pcap-tls-split: no connection with {which}: {output} not written", err=True)

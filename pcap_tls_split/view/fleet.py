@@ -291,7 +291,11 @@ def tally(paths, *, stream=None, idle_timeout=None, jobs=1, dask=None, progress=
 
 
 def _where(example):
-    return f"{example[0]} tcp.stream {example[1]} frame {example[2]}" if example else ""
+    return {"file": example[0], "stream": example[1], "frame": example[2]} if example else None
+
+
+def _where_text(example):
+    return f"{example['file']} tcp.stream {example['stream']} frame {example['frame']}" if example else "-"
 
 
 SERVER_COLUMNS = ("server", "sni", "connections", "responses", "several_records", "across_segments",
@@ -337,7 +341,7 @@ def table_rows(rows, by):
             row["sni"] = row["sni"] or "-"
         else:
             row["codes"] = ", ".join(f"{code} {n}" for code, n in row["codes"].items()) or "-"
-        row["example"] = row["example"] or "-"
+        row["example"] = _where_text(row["example"])
         yield row
 
 
@@ -347,6 +351,7 @@ def csv_rows(rows, by):
         row = dict(row)
         if by == "client":
             row["codes"] = ";".join(f"{code}={n}" for code, n in row["codes"].items())
+        row["example"] = _where_text(row["example"]) if row["example"] else ""
         yield row
 
 

@@ -13,7 +13,7 @@ from . import svg, words
 from .select import MAX_DETAILS, choice_of, details
 
 CSS = """
-body{font-family:DejaVu Sans,Verdana,Arial,sans-serif;margin:24px;color:#222;max-width:1500px}
+body{font-family:DejaVu Sans,Verdana,Arial,sans-serif;margin:16px;color:#222;max-width:1500px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 6px}h3{font-size:15px;margin:0 0 8px}
 table{border-collapse:collapse;margin:6px 0 14px;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
@@ -23,7 +23,8 @@ th{background:#f1f1f1}td.n{text-align:right}
 .sev-info{background:#8a8a8a}
 .conn{border-top:2px solid #ddd;margin-top:26px;padding-top:6px}
 .row{display:flex;gap:18px;align-items:flex-start;flex-wrap:wrap}
-.side{flex:1;min-width:300px;max-width:520px;font-size:13px}
+svg.ladder{flex:none;max-width:none}
+.side{flex:1;min-width:280px;max-width:520px;font-size:13px}
 .side ol{padding-left:22px;margin:4px 0 10px}.side li{margin-bottom:8px}
 .facts td{border:none;padding:1px 8px 1px 0}
 .note{color:#666;font-size:13px}.err{color:#c0282b}

@@ -16,8 +16,6 @@ from ..frame import FIN, RST
 from . import detail as d
 from . import words
 
-TIME_WIDTH = 10
-FRAME_WIDTH = 6
 MIN_WIDTH = 60
 
 UNICODE = {"line": "│", "dash": "─", "right": "▶", "left": "◀", "pause": "┆", "fold": "⋮",
@@ -49,17 +47,22 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
     width = max(MIN_WIDTH, width)
     paint = Paint(color)
     inner = 20 if width >= 90 else 14
-    note_at = TIME_WIDTH + 1 + FRAME_WIDTH + 2 + inner + 2 + 2
-    note_width = width - note_at
     report = detail.report
     start = detail.start
     duration = (detail.packets[-1].time - start) if detail.packets else 0.0
     in_ms = duration < 10
+    unit = "ms" if in_ms else "s"
     lines = []
 
     def stamp(t):
         rel = t - start
         return f"{rel * 1000:.3f}" if in_ms else f"{rel:.6f}"
+
+    # the time and frame columns as wide as what they hold
+    kept = [p for p in detail.packets if isinstance(p, d.Packet)]
+    time_width = max([len("time " + unit)] + [len(stamp(p.time)) for p in kept[-1:]])
+    frame_width = max([len("frame")] + [len(str(p.frame)) for p in kept])
+    note_width = width - (time_width + 1 + frame_width + 2 + inner + 2 + 2)
 
     def lifeline(middle=None, style=None):
         body = middle if middle is not None else " " * inner
@@ -67,11 +70,13 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
 
     def emit(time_text, frame_text, middle, notes):
         """One packet line (notes: [(text, style)]), the notes wrapped below it."""
-        left = f"{time_text:>{TIME_WIDTH}} {frame_text:>{FRAME_WIDTH}}  "
+        left = f"{time_text:>{time_width}} {frame_text:>{frame_width}}  "
         blank = " " * len(left)
         first = True
         for text, style in notes or [("", None)]:
+            text = text.replace("·", chars["dot"])
             for chunk in textwrap.wrap(text, note_width, subsequent_indent="  ") or [""]:
+                chunk = chunk.replace("\xa0", " ")
                 lines.append((left if first else blank) + (middle if first else lifeline())
                              + ("  " + paint(chunk, style) if chunk else ""))
                 first = False
@@ -82,7 +87,7 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
         if len(text) + 2 > inner:      # too wide for between the lifelines: beside them
             text, note = "", text + (", " + note if note else "")
         body = f" {text} ".center(inner) if text else " " * inner
-        left = " " * (TIME_WIDTH + 1 + FRAME_WIDTH + 2)
+        left = " " * (time_width + 1 + frame_width + 2)
         chunks = textwrap.wrap(note, note_width, subsequent_indent="  ") if note else [""]
         lines.append(left + chars["pause"] + paint(body, style) + chars["pause"]
                      + ("  " + paint(chunks[0], style) if chunks[0] else ""))
@@ -106,10 +111,9 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
     title = f"{detail.file}  tcp.stream {detail.stream}  TLS {report.tls_version or '?'}"
     if detail.sni:
         title += f"  SNI {detail.sni}"
-    lines.append(paint(title, "title"))
-    lines.append(f"client {report.client}  {chars['right']}  server {report.server}")
-    unit = "ms" if in_ms else "s"
-    lines.append(f"{'time ' + unit:>{TIME_WIDTH}} {'frame':>{FRAME_WIDTH}}  client"
+    lines += [paint(chunk, "title") for chunk in textwrap.wrap(title, width, break_on_hyphens=False)]
+    lines += textwrap.wrap(f"client {report.client}  {chars['right']}  server {report.server}", width)
+    lines.append(f"{'time ' + unit:>{time_width}} {'frame':>{frame_width}}  client"
                  + "server".rjust(inner + 2 - len("client")))
 
     pieces = detail.pieces()
@@ -134,7 +138,7 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
                 if key in beyond and piece.end > report.close.reach:
                     mark = words.pending_words(detail, packet, role, closer_rst)
                     if mark is not None and kind != d.ALERT:
-                        text += f"  {chars['cross']} {mark[0]}: {mark[1]}"
+                        text += f"  {chars['cross']}\xa0{mark[0]}: {mark[1]}"   # (kept on one line)
                         style = arrow_style = "lost" if mark[0] == "LOST" else "pending"
                     elif mark is not None:
                         text += f"  ({mark[1]})"
@@ -218,7 +222,8 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
         lines.append("")
         for f in report.findings:
             head = f"{f.severity} {f.code} ({f.side}, frame {f.frame}, confidence {f.confidence})"
-            lines.append(paint(head, str(f.severity)))
+            lines += [paint(chunk, str(f.severity)) for chunk in
+                      textwrap.wrap(head, width, subsequent_indent="  ")]
             lines += textwrap.wrap(f.message, width, initial_indent="  ", subsequent_indent="  ")
     else:
         lines.append("")

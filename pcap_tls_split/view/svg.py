@@ -18,7 +18,7 @@ from ..frame import FIN, RST
 from . import detail as d
 from . import words
 
-WIDTH = 860
+WIDTH = 900
 TIME_X = 54             # right edge of the times
 FRAME_X = 60            # left edge of the frame numbers
 CLIENT_X, SERVER_X = 330, 590       # the lifelines
@@ -27,6 +27,7 @@ PIECE = 16              # height of a row per record part carried
 ROW = 20                # least height of a packet's row
 TOP = 52                # room for the two ends' names
 MAX_PIECES = 6          # record parts drawn on one packet's row (the others are counted)
+CLIENT_LABEL = 34       # characters of a client record's label (left of it: the times)
 
 COLOURS = {d.HANDSHAKE: "#4e79a7", d.CCS: "#9aa5b1", d.ENCRYPTED_HANDSHAKE: "#7fa7d4",
            d.POST_HANDSHAKE: "#76b7b2", d.APPLICATION_DATA: "#59a14f", d.ALERT: "#b07aa1",
@@ -113,16 +114,19 @@ def picture(detail, element_id=None, numbers=None):
         if acks[True] or acks[False]:
             text((CLIENT_X + SERVER_X) / 2, gap_top + 10, _acks(acks), "dim", "middle")
         acks[True] = acks[False] = 0
-        if isinstance(item, d.Omitted) or isinstance(item, list):
+        if isinstance(item, (d.Omitted, list)):
             if isinstance(item, d.Omitted):
-                body = (f"{item.packets} packets not kept (frames {item.first_frame}-{item.last_frame}), "
-                        f"{words.seconds(item.last_time - item.first_time)}")
+                middle = f"⋮ {item.packets} packets not kept"
+                beside = (f"frames {item.first_frame}-{item.last_frame}, "
+                          f"{words.seconds(item.last_time - item.first_time)}")
+                x, anchor = SERVER_X + BAR + 12, "start"
                 last_time = item.last_time
             else:
                 role = "client" if item[0].from_client else "server"
                 size = sum(p.length for p in item)
-                body = f"⋮ {len(item)} more {role} segments of app data, {size} B, " \
-                       f"{words.seconds(item[-1].time - item[0].time)}"
+                middle = f"⋮ {len(item)} more segments"
+                beside = f"{size} B of app data in {words.seconds(item[-1].time - item[0].time)}"
+                x, anchor = (CLIENT_X - BAR - 12, "end") if role == "client" else (SERVER_X + BAR + 12, "start")
                 last_time = item[-1].time
                 advance(item[-1])
                 for p in item:
@@ -130,7 +134,8 @@ def picture(detail, element_id=None, numbers=None):
                         key = (role, piece.record.index)
                         if key in bars:
                             bars[key][1] = y + ROW
-            text((CLIENT_X + SERVER_X) / 2, y + 13, body, "dim", "middle")
+            text((CLIENT_X + SERVER_X) / 2, y + 13, middle, "dim", "middle")
+            text(x, y + 13, beside, "dim", anchor)
             y += ROW
             continue
         packet = item
@@ -157,7 +162,8 @@ def picture(detail, element_id=None, numbers=None):
             kind = detail.kind.get(key, d.OTHER)
             top = y + 2 + k * PIECE
             long_text, split_header = words.piece_words(piece, role, kind)
-            label = f"{words.tag(role, piece.record.index)} {words.what(piece.record, kind)} {piece.record.length}"
+            label = f"{words.tag(role, piece.record.index)} {words.what(piece.record, kind, short=True)} " \
+                    f"{piece.record.length}"
             if piece.parts > 1 or not piece.record.complete:
                 label += f" · part {piece.part}/{piece.parts}" if piece.record.complete else f" · part {piece.part}, incomplete"
             if split_header:
@@ -178,6 +184,8 @@ def picture(detail, element_id=None, numbers=None):
             if split_header:
                 out.append(f'<path d="M{bar_x} {top + 3:.1f} l{BAR / 2} 3 l{BAR / 2} -3" fill="none" '
                            f'stroke="#ffd400" stroke-width="2"/>')
+            if packet.from_client and len(label) > CLIENT_LABEL:
+                label = label[:CLIENT_LABEL - 1] + "…"      # (the whole of it in its title)
             text(label_x, top + 11, label, cls, anchor, long_text)
             # the reach falls in or at the end of this part of the peer's records
             if close.first_closer is not None and role != close.first_closer and close.reach is not None \
@@ -241,10 +249,15 @@ def picture(detail, element_id=None, numbers=None):
         line_x = SERVER_X - 3 if role == "server" else CLIENT_X + 3
         out.append(f'<line x1="{line_x}" y1="{ry:.1f}" x2="{line_x}" y2="{close_y:.1f}" stroke="{CLOSE}" '
                    f'stroke-width="1.5" stroke-dasharray="5,3"/>')
-        where = "end" if close.reach == piece.end else "inside"
-        text(lx, ry + 12 if where == "end" else ry - 3,
-             f"▲ {close.first_closer}'s reach ({close.reach}): {where} of {words.tag(role, piece.record.index)}",
-             "close", "start" if role == "server" else "end")
+        record = piece.record
+        name = words.tag(role, record.index)
+        if close.reach == record.offset + 5 + record.length:
+            where = f"= end of {name}"
+        else:
+            where = f"inside {name}: {close.reach - record.offset} of {5 + record.length} B"
+        side = "start" if role == "server" else "end"
+        text(lx, ry + 12, f"▲ {close.first_closer}'s reach {close.reach}", "close", side)
+        text(lx, ry + 25, where, "close", side)
 
     head = [f'<line x1="{x}" y1="{TOP}" x2="{x}" y2="{bottom:.1f}" stroke="#444" stroke-width="1.5"/>'
             for x in (CLIENT_X, SERVER_X)]

@@ -31,15 +31,16 @@ def message_names(record):
                     for m in record.messages)
 
 
-def what(record, kind):
-    """What a record is, in a few words: ``handshake ServerHello``, ``app data``..."""
+def what(record, kind, short=False):
+    """What a record is, in a few words: ``handshake ServerHello``, ``app data``...
+    (``short``: fewer words where there are many)."""
     if kind == d.HANDSHAKE:
         names = message_names(record)
         return f"handshake {names}" if names else "handshake (encrypted)"
     if kind == d.ALERT and record.alert is not None:
         return f"alert {wire.ALERT_DESCRIPTIONS.get(record.alert[1], record.alert[1])}"
     if kind == d.ALERT and record.type == wire.APPLICATION_DATA:
-        return "app data (an encrypted alert, by its size)"
+        return "alert? (by its size)" if short else "app data (an encrypted alert, by its size)"
     if kind == d.ALERT:
         return "alert (encrypted)"
     return KIND_WORDS[kind]
