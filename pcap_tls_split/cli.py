@@ -200,19 +200,7 @@ def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, 
     2 a usage error or an input that could not be read at all.
     """
     if by is not None:
-        if fmt == "html":
-            raise click.UsageError("--by writes table, json, jsonl or csv, not html")
-        if keylog:
-            raise click.UsageError("--by does not read a key log: leave out --keylog")
-        fleet = _view().fleet.tally(list(inputs), stream=stream, idle_timeout=idle_timeout, **scale)
-        out = _output(output)
-        _view().fleet.render(fleet, by, fmt, out)
-        out.flush()
-        if fmt != "table":
-            for inp in fleet.inputs:
-                for error in inp.errors:
-                    click.echo(f"pcap-tls-split: {error}", err=True)
-        _exit_for(fleet.unreadable, fleet.worst, fail_on)
+        return _by(by, inputs, fmt, stream, idle_timeout, scale, fail_on, keylog, output)
     out = _output(output)
     on_connection = None
     if fmt == "jsonl":
@@ -236,6 +224,23 @@ def analyze(inputs, fmt, stream, idle_timeout, scale, all_connections, fail_on, 
     out.flush()
     _errors_to_stderr(result, fmt)
     _exit_for(result.unreadable, result.worst(), fail_on)
+
+
+def _by(by, inputs, fmt, stream, idle_timeout, scale, fail_on, keylog, output):
+    """analyze --by server|client: the tally instead of the findings."""
+    if fmt == "html":
+        raise click.UsageError("--by writes table, json, jsonl or csv, not html")
+    if keylog:
+        raise click.UsageError("--by does not read a key log: leave out --keylog")
+    out = _output(output)
+    fleet = _view().fleet.tally(list(inputs), stream=stream, idle_timeout=idle_timeout, **scale)
+    _view().fleet.render(fleet, by, fmt, out)
+    out.flush()
+    if fmt != "table":
+        for inp in fleet.inputs:
+            for error in inp.errors:
+                click.echo(f"pcap-tls-split: {error}", err=True)
+    _exit_for(fleet.unreadable, fleet.worst, fail_on)
 
 
 def _exit_for(unreadable, worst, fail_on):
@@ -367,13 +372,13 @@ def show(inputs, stream, idle_timeout, scale, code, min_severity, width, color):
                              idle_timeout=idle_timeout, **scale)
     except view.StdinTwice as exc:
         raise Failure(str(exc))
-    drawn = view.details(choice, idle_timeout)
+    drawn = view.ladder.ladders(choice, width, painted, chars, idle_timeout)
     for error in choice.errors + drawn.errors:
         click.echo(f"pcap-tls-split: {error}", err=True)
-    for i, detail in enumerate(drawn.details):
+    for i, lines in enumerate(drawn.details):
         if i:
             out.write("\n")
-        out.write("\n".join(view.ladder.ladder(detail, width, painted, chars)) + "\n")
+        out.write("\n".join(lines) + "\n")
     if drawn.left_out:
         out.write(f"\n{drawn.left_out} more connection(s) not drawn: give --stream N\n")
     if drawn.details:
@@ -420,12 +425,12 @@ def extract(inputs, fmt, stream, idle_timeout, scale, code, min_severity, output
         raise Failure(str(exc))
     for error in done.errors:
         click.echo(f"pcap-tls-split: {error}", err=True)
-    if not done.connections and not done.unreadable:
+    if done.connections:
+        view.extract.render(done, fmt, out)
+    elif not done.unreadable:
         which = (f"tcp.stream {stream}" if stream is not None else f"a {code} finding" if code
                  else f"a finding at or above {min_severity}")
         click.echo(f"pcap-tls-split: no connection with {which}: {output} not written", err=True)
-    else:
-        view.extract.render(done, fmt, out)
     sys.exit(Exit.ERROR if done.unreadable or (stream is not None and not done.connections) else Exit.OK)
 
 

@@ -174,14 +174,13 @@ class Detail:
 class _Keeper:
     """What is kept of one selected connection while it runs."""
 
-    __slots__ = ("head", "tail", "omitted", "records", "lost_records")
+    __slots__ = ("head", "omitted", "records", "tail")
 
     def __init__(self):
         self.head = []
         self.tail = deque(maxlen=TAIL)
         self.omitted = None        # [packets, client bytes, server bytes, first frame, last frame, times]
         self.records = {}          # side -> (head list, tail deque)
-        self.lost_records = 0
 
     def packet(self, packet, sender_is_a):
         if len(self.head) < HEAD:
@@ -201,18 +200,18 @@ class _Keeper:
         head, tail = self.records.setdefault(side, ([], deque(maxlen=TAIL)))
         if len(head) < HEAD:
             head.append(record)
-            return
-        if len(tail) == TAIL:
-            self.lost_records += 1
-        tail.append(record)
+        else:
+            tail.append(record)            # the oldest falls out (Detail.omitted_records counts it)
 
 
 class KeepingTable(ConnectionTable):
     """The connection table, keeping every packet and record of the ``wanted`` streams."""
 
-    def __init__(self, wanted, on_detail, idle_timeout=IDLE_TIMEOUT):
-        super().__init__(self.ended, on_record=self.record_found, idle_timeout=idle_timeout)
+    def __init__(self, wanted, on_detail, idle_timeout=IDLE_TIMEOUT, keep=True):
+        super().__init__(self.ended, on_record=self.record_found if keep else None,
+                         idle_timeout=idle_timeout)
         self.wanted = wanted
+        self.keep = keep                # False: only which stream each segment is of
         self.on_detail = on_detail      # on_detail(conn, keeper) as a wanted connection ends
         self.keepers = {}               # id(connection) -> _Keeper
         self.last_stream = None         # stream of the segment placed last (None: none)
@@ -236,6 +235,8 @@ class KeepingTable(ConnectionTable):
         keeper = self.keepers.get(id(conn))
         if keeper is None:
             keeper = self.keepers[id(conn)] = _Keeper()
+        if not self.keep:
+            return
         side, peer = entry.side, entry.peer
         offset = None
         if side.stream.base is not None:
@@ -324,12 +325,14 @@ class Collected(NamedTuple):
     """False when the file could not be read as a capture at all."""
 
 
-def collect(path, streams, reports=None, idle_timeout=None, on_frame=None):
+def collect(path, streams, reports=None, idle_timeout=None, on_frame=None, keep=True, draw=None):
     """Read ``path`` again keeping every packet and record of the ``streams`` (a set
     of ``tcp.stream`` numbers). ``reports``: {stream: [ConnectionReport...]} from an
     earlier analysis of the same file (else each connection's report is computed
     here). ``on_frame(stream, frame)``: called with every ``capture.Frame`` of the
-    selected streams, in capture order (an extract writes them out).
+    selected streams, in capture order (an extract writes them out). ``keep``: False
+    keeps no packet or record (the details have none: an extract needs only the frames).
+    ``draw(detail)``: what to keep of each detail instead of it, made as it ends.
     Returns ``Collected``; a file that cannot be read gives no details and its error."""
     streams = set(streams)
     details, errors = [], []
@@ -342,10 +345,12 @@ def collect(path, streams, reports=None, idle_timeout=None, on_frame=None):
         else:
             facts = Facts(conn)
             report = connection_report(path, conn, facts, evaluate(facts))
-        details.append(_detail(path, conn, keeper, report))
+        made = _detail(path, conn, keeper, report)
+        made.late = table.late.get(conn.stream, 0)
+        details.append(made if draw is None else draw(made))
 
     table = KeepingTable(streams, on_detail,
-                         idle_timeout=IDLE_TIMEOUT if idle_timeout is None else idle_timeout)
+                         idle_timeout=IDLE_TIMEOUT if idle_timeout is None else idle_timeout, keep=keep)
     try:
         capture = open_capture(path, SUPPORTED_LINKTYPES)
     except CaptureError as exc:
@@ -367,6 +372,7 @@ def collect(path, streams, reports=None, idle_timeout=None, on_frame=None):
                     errors.append(f"{path}: internal error at frame {n}: {type(exc).__name__}: {exc}")
         table.finish()
         errors = list(capture.errors) + errors
-    for detail in details:
-        detail.late = table.late.get(detail.stream, 0)
+    if draw is None:
+        for made in details:
+            made.late = table.late.get(made.stream, 0)   # (late packets come after the end)
     return Collected(details, tuple(errors), n)

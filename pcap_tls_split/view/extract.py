@@ -204,7 +204,8 @@ def extract(paths, output, *, stream=None, code=None, min_severity=Severity.MEDI
     connections = []                         # (file index, Detail)
     for index, path in enumerate(files):
         one = choice._replace(files={path: choice.files[path]})
-        got = drawn_details(one, idle_timeout, limit=1 << 62, on_frame=functools.partial(spool.frame, index))
+        got = drawn_details(one, idle_timeout, limit=1 << 62, on_frame=functools.partial(spool.frame, index),
+                            keep=False)
         errors += got.errors
         unreadable += got.unreadable
         connections += [(index, det) for det in got.details]

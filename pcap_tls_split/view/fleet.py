@@ -3,7 +3,8 @@
 By server (its endpoint and the server name the client asked for), how its
 responses were cut: a *response* is the run of the server's application-data
 records after a client application-data record (a request) and before the
-client's next one or the end of the connection. A response is counted in
+client's next one or the end of the connection (server records before any
+request are none). A response is counted in
 ``several_records`` when it has two records or more; in ``across_segments``
 when, besides, its records did not all come in one TCP segment; in ``paused``
 when, besides, the first byte of one of its records came ``PAUSE`` (10 ms) or
@@ -156,12 +157,13 @@ class _Order:
     order of their first frame up to the earliest of the two sides' last
     records: no record still to come can go before that."""
 
-    __slots__ = ("queue", "last", "head", "response", "done")
+    __slots__ = ("queue", "last", "head", "requested", "response", "done")
 
     def __init__(self):
         self.queue = []                # (first frame, from client, record): application-data candidates
         self.last = {True: -1, False: -1}   # first frame of each side's last record handed over
         self.head = []                 # the client's first type-23 records, in wire order
+        self.requested = False         # the client sent application data (a request)
         self.response = None           # the Response in progress
         self.done = []                 # the Responses ended
 
@@ -209,6 +211,9 @@ class Shapes(FileRun):
                 if order.response is not None:
                     order.done.append(order.response)
                 order.response = None
+                order.requested = True
+            elif not order.requested:
+                continue               # no request yet: not a response
             elif order.response is None:
                 order.response = Response(record)
             else:

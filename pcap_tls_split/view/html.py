@@ -43,59 +43,58 @@ def _anchor(index):
 
 
 def write(report, out, idle_timeout=None, limit=MAX_DETAILS):
-    """Write the HTML report of ``report`` to ``out``: the captures are read again for the
-    pictures of its listed connections (at most ``limit``)."""
-    notes = []
-    if any(inp.path == "-" for inp in report.inputs):
-        notes.append("standard input cannot be read again: its connections have no picture")
+    """Write the HTML report of ``report`` to ``out``. Each capture that holds a listed
+    connection is read again for their pictures (at most ``limit`` in all), one capture
+    at a time, and its connections are written before the next is read."""
+    def put(parts):
+        out.write("\n".join(parts) + "\n")
+
+    put(["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+         '<meta name="viewport" content="width=device-width">',
+         f"<title>pcap-tls-split report: {escape(_inputs_title(report))}</title>",
+         f"<style>{CSS}</style></head><body>",
+         f'<h1>pcap-tls-split report</h1><p class="note">pcap-tls-split {escape(__version__)}; '
+         f"{len(report.inputs)} capture(s); times in the pictures are relative to each connection's "
+         "first packet</p>"])
+    put(_inputs(report) + _summary(report) + _findings_table(report))
+    put(['<h2 id="connections">Connections</h2>',
+         _key() if report.connections else '<p class="note">No connection listed.</p>'])
     choice = choice_of(report)
-    choice = choice._replace(files={p: s for p, s in choice.files.items() if p != "-"})
-    drawn = details(choice, idle_timeout, limit)
-    notes += drawn.errors
-    out.write(page(report, drawn.details, drawn.left_out, notes))
+    notes, drawn_count, left_out = [], 0, 0
+    if "-" in choice.files:
+        notes.append("standard input cannot be read again: its connections have no picture")
+    done = 0                                # connections of report.connections written
+    connections = list(report.connections)
+    index = {}                              # (file, stream) -> their places in the report
+    for i, conn in enumerate(connections):
+        index.setdefault((conn.file, conn.stream), []).append(i)
+    for path, streams in choice.files.items():
+        pictures = {}                       # place in the report -> its SVG
 
+        def draw(det, path=path, pictures=pictures):
+            places = index.get((path, det.stream), [])
+            place = next((i for i in places if i not in pictures), None)
+            if place is not None:
+                pictures[place] = svg.picture(det, f"picture-{place}")
+            return place
 
-def page(report, details, left_out=0, notes=()):
-    """The report as one HTML document (a string). ``details``: the ``Detail`` of the
-    listed connections that could be read again (their pictures); ``left_out``:
-    listed connections not drawn (beyond the limit); ``notes``: lines to show."""
-    by_key = {}
-    for det in details:
-        by_key.setdefault((det.file, det.stream), []).append(det)
-    anchors = {}
-    for i, conn in enumerate(report.connections):
-        anchors.setdefault((conn.file, conn.stream), []).append(i)
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width">',
-             f"<title>pcap-tls-split report: {escape(_inputs_title(report))}</title>",
-             f"<style>{CSS}</style></head><body>",
-             f'<h1>pcap-tls-split report</h1><p class="note">pcap-tls-split {escape(__version__)}; '
-             f"{len(report.inputs)} capture(s); times in the pictures are relative to each connection's "
-             "first packet</p>"]
-    parts += _inputs(report)
-    parts += _summary(report)
-    parts += _findings_table(report)
-    for note in notes:
-        parts.append(f'<p class="note err">{escape(note)}</p>')
-    parts.append('<h2 id="connections">Connections</h2>')
-    if not report.connections:
-        parts.append('<p class="note">No connection listed.</p>')
-    else:
-        parts.append(_key())
-    seen = {}
-    for i, conn in enumerate(report.connections):
-        key = (conn.file, conn.stream)
-        k = seen.get(key, 0)
-        seen[key] = k + 1
-        found = by_key.get(key, [])
-        det = found[k] if k < len(found) else None
-        parts.append(_connection(i, conn, det))
+        if path != "-":
+            drawn = details(choice._replace(files={path: streams}), idle_timeout, limit - drawn_count,
+                            draw=draw)
+            notes += drawn.errors
+            drawn_count += len(drawn.details)
+            left_out += drawn.left_out
+        while done < len(connections) and connections[done].file == path:
+            put([_connection(done, connections[done], pictures.pop(done, None))])
+            done += 1
+    for i in range(done, len(connections)):  # (none: the report lists them file by file)
+        put([_connection(i, connections[i], None)])
     if left_out:
-        parts.append(f'<p class="note">{left_out} more connection(s) listed but not drawn '
-                     f"(at most {len(details)} pictures in one report): give --stream N.</p>")
-    parts.append('<h2>What the marks mean</h2><p class="note">' + escape(words.legend()) + "</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+        notes.append(f"{left_out} more connection(s) listed but not drawn (at most {limit} pictures "
+                     "in one report): give --stream N")
+    put([f'<p class="note err">{escape(note)}</p>' for note in notes])
+    put(['<h2>What the marks mean</h2><p class="note">' + escape(words.legend()) + "</p>",
+         "</body></html>"])
 
 
 def _inputs_title(report):
@@ -168,18 +167,18 @@ def _key():
                                                      for n, c in swatches) + "</p>")
 
 
-def _connection(i, conn, det):
+def _connection(i, conn, picture):
     worst = max((f.severity for f in conn.findings), default=None)
     title = (f"{escape(conn.file)} · tcp.stream {conn.stream} · {escape(conn.client)} → "
              f"{escape(conn.server)} · TLS {escape(conn.tls_version or '?')}")
     out = [f'<section class="conn" id="{_anchor(i)}" data-file="{escape(conn.file)}" '
            f'data-stream="{conn.stream}">', f"<h3>{title} {_sev(worst) if worst else ''}</h3>",
            '<div class="row">']
-    if det is not None:
-        out.append(svg.picture(det, f"picture-{i}"))
+    if picture is not None:
+        out.append(picture)
     else:
-        out.append('<p class="note">No picture: the capture could not be read again '
-                   "(standard input, or it changed since).</p>")
+        out.append('<p class="note">No picture: the capture could not be read again (standard '
+                   "input), or the report has as many pictures as it may hold (see the end).</p>")
     out.append('<div class="side">')
     if conn.findings:
         out.append("<ol>")

@@ -14,7 +14,7 @@ import textwrap
 
 from ..frame import FIN, RST
 from . import detail as d
-from . import words
+from . import select, words
 
 MIN_WIDTH = 60
 
@@ -49,8 +49,8 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
     inner = 20 if width >= 90 else 14
     report = detail.report
     start = detail.start
-    duration = (detail.packets[-1].time - start) if detail.packets else 0.0
-    in_ms = duration < 10
+    kept = [p for p in detail.packets if isinstance(p, d.Packet)]
+    in_ms = not kept or kept[-1].time - start < 10
     unit = "ms" if in_ms else "s"
     lines = []
 
@@ -59,7 +59,6 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
         return f"{rel * 1000:.3f}" if in_ms else f"{rel:.6f}"
 
     # the time and frame columns as wide as what they hold
-    kept = [p for p in detail.packets if isinstance(p, d.Packet)]
     time_width = max([len("time " + unit)] + [len(stamp(p.time)) for p in kept[-1:]])
     frame_width = max([len("frame")] + [len(str(p.frame)) for p in kept])
     note_width = width - (time_width + 1 + frame_width + 2 + inner + 2 + 2)
@@ -191,10 +190,12 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
             between(", ".join(parts))
         acks[True] = acks[False] = 0
         if isinstance(item, d.Omitted):
+            records = sum(detail.omitted_records.values())
             between(f"{chars['fold']} {item.packets} packets",
                     f"not kept: frames {item.first_frame}-{item.last_frame}, client "
                     f"{item.client_bytes} B, server {item.server_bytes} B, "
-                    f"{words.seconds(item.last_time - item.first_time)}")
+                    f"{words.seconds(item.last_time - item.first_time)}"
+                    + (f", {records} records" if records else ""))
             last_time = item.last_time
             continue
         if isinstance(item, list):
@@ -242,6 +243,17 @@ def _acks_text(acks, chars):
     if client:
         return f"{client} ACK{'s' * (client > 1)} {chars['right']}"
     return f"{chars['left']} {server} ACK{'s' * (server > 1)}"
+
+
+def ladders(choice, width=100, color=False, chars=UNICODE, idle_timeout=None):
+    """The ladders of the connections of a ``select.Choice``: a ``select.Drawn`` whose
+    details are the ladders' lines, in file and stream order (each drawn as its
+    connection ends: the details are not all held at once)."""
+    drawn = select.details(choice, idle_timeout,
+                           draw=lambda det: (det.file, det.stream, ladder(det, width, color, chars)))
+    order = {path: i for i, path in enumerate(choice.files)}
+    ordered = sorted(drawn.details, key=lambda made: (order.get(made[0], 0), made[1]))
+    return drawn._replace(details=[lines for _, _, lines in ordered])
 
 
 def legend(width=100):

@@ -78,21 +78,25 @@ class Drawn(NamedTuple):
     """Files that could not be read at all."""
 
 
-def details(choice, idle_timeout=None, limit=MAX_DETAILS, on_frame=None):
-    """The ``Drawn`` details of the connections of a ``Choice`` (``on_frame``: as
-    ``detail.collect`` takes it)."""
+def details(choice, idle_timeout=None, limit=MAX_DETAILS, on_frame=None, keep=True, draw=None):
+    """The ``Drawn`` details of the connections of a ``Choice``, at most ``limit`` (the
+    lowest stream numbers of each file first). ``on_frame``, ``keep``: as
+    ``detail.collect`` takes them; ``draw(detail)``: kept instead of each detail, made
+    as its connection ends (a picture: the details themselves need not all be held)."""
     out, errors, left_out, unreadable = [], [], 0, 0
     for path, streams in choice.files.items():
-        if len(out) >= limit:
+        room = limit - len(out)
+        if room <= 0:
             left_out += sum(len(v) if v else 1 for v in streams.values())
             continue
-        reports = {s: v for s, v in streams.items() if v}
-        got = collect(path, set(streams), reports or None, idle_timeout, on_frame)
+        chosen = sorted(streams)[:room]
+        left_out += sum(len(streams[s]) if streams[s] else 1 for s in sorted(streams)[room:])
+        reports = {s: streams[s] for s in chosen if streams[s]}
+        got = collect(path, set(chosen), reports or None, idle_timeout, on_frame, keep, draw)
         unreadable += not got.readable
         if choice.report is None or not got.readable:
             errors += got.errors          # (the first analysis reported them otherwise)
-        found = sorted(got.details, key=lambda det: det.stream)
-        room = limit - len(out)
+        found = got.details if draw is not None else sorted(got.details, key=lambda det: det.stream)
         out += found[:room]
         left_out += max(0, len(found) - room)
         if choice.report is None and not found and not got.errors:

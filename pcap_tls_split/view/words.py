@@ -1,7 +1,7 @@
 """The words a picture uses for records, closes and pauses: shared by the text ladder
 and the SVG, so both say the same thing."""
 
-from ..frame import FIN, RST, SYN
+from ..frame import ACK, FIN, RST, SYN
 from ..tls import wire
 from . import detail as d
 
@@ -43,6 +43,8 @@ def what(record, kind, short=False):
         return "alert? (by its size)" if short else "app data (an encrypted alert, by its size)"
     if kind == d.ALERT:
         return "alert (encrypted)"
+    if kind == d.OTHER:
+        return wire.CONTENT_TYPES.get(record.type, f"type {record.type}")
     return KIND_WORDS[kind]
 
 
@@ -72,7 +74,7 @@ def flag_words(flags):
     """The flags a ladder names: ``SYN``, ``SYN ACK``, ``FIN``, ``RST``."""
     names = []
     if flags & SYN:
-        names.append("SYN ACK" if flags & 0x10 else "SYN")
+        names.append("SYN ACK" if flags & ACK else "SYN")
     if flags & FIN:
         names.append("FIN")
     if flags & RST:
