@@ -356,3 +356,18 @@ def test_every_sample_draws(path):
         assert float(root.get("height")) > 100
         packets = [p for p in det.packets if isinstance(p, Packet) and (p.length or p.flags & (FIN | RST))]
         assert packets
+
+
+def test_every_corpus_connection_draws(corpus):
+    """Midstream starts, gaps, retransmissions, STARTTLS, tunnels: every TLS connection of
+    the corpus is drawn, as text within the width and as well-formed SVG."""
+    from conftest import corpus_files
+    drawn = 0
+    for path in corpus_files():
+        for det in collect(str(path), set(range(300))).details:
+            for width in (60, 100):
+                lines = ladder.ladder(det, width=width)
+                assert all(len(line) <= width for line in lines), (path.name, det.stream, width)
+            ET.fromstring(svg.picture(det))
+            drawn += 1
+    assert drawn > 500

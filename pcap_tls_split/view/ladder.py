@@ -118,7 +118,7 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
     pieces = detail.pieces()
     beyond = detail.records_beyond_reach()
     closer_rst = words.closer_rst_frame(detail)
-    seen_end = {True: 0, False: 0}     # the furthest stream byte each side had sent
+    seen_end = {True: 0, False: 0}     # the furthest stream byte each side had sent (None: unknown)
 
     def notes_of(packet):
         """[(text, style)] of one packet, and the arrow's style."""
@@ -144,14 +144,19 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
                 notes.append((text, style))
         elif packet.length:
             start = detail.tls_start.get(role)
-            if packet.offset is not None and packet.offset + packet.length <= seen_end[packet.from_client]:
+            known = seen_end[packet.from_client]
+            if packet.offset is not None and known is not None and packet.offset + packet.length <= known:
                 notes.append(("retransmission", "dim"))
             elif start is None or packet.offset is not None and packet.offset < start:
                 notes.append(("bytes before TLS", "dim"))
             else:
                 notes.append(("bytes of records not kept", "dim"))
         if packet.length and packet.offset is not None:
-            seen_end[packet.from_client] = max(seen_end[packet.from_client], packet.offset + packet.length)
+            known = seen_end[packet.from_client]
+            if known is not None and packet.offset > known:
+                notes.append((f"after a hole of {packet.offset - known} B in the {role}'s stream (out "
+                              "of order, or not captured)", "split"))
+            seen_end[packet.from_client] = max(known or 0, packet.offset + packet.length)
         if packet.flags & (FIN | RST):
             first = packet.frame == report.close.frame
             style = "reset" if packet.flags & RST else "close"
@@ -197,6 +202,7 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
                     f"{words.seconds(item.last_time - item.first_time)}"
                     + (f", {records} records" if records else ""))
             last_time = item.last_time
+            seen_end[True] = seen_end[False] = None     # (what the packets not kept sent is not known)
             continue
         if isinstance(item, list):
             run = item
@@ -206,6 +212,9 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
             between(f"{chars['fold']} {len(run)} segments",
                     f"{len(run)} more {role} segments, {size} B, records {words.tag(role, indexes[0])}-"
                     f"{indexes[-1]} (app data), {words.seconds(run[-1].time - run[0].time)}")
+            for p in run:
+                if p.offset is not None:
+                    seen_end[p.from_client] = max(seen_end[p.from_client] or 0, p.offset + p.length)
             advance(run[-1])
             last_time = run[-1].time
             continue

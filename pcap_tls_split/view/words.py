@@ -31,12 +31,13 @@ def message_names(record):
                     for m in record.messages)
 
 
-def what(record, kind, short=False):
+def what(record, kind, short=False, names=True):
     """What a record is, in a few words: ``handshake ServerHello``, ``app data``...
-    (``short``: fewer words where there are many)."""
+    (``short``: fewer words where there are many; ``names``: the handshake messages)."""
     if kind == d.HANDSHAKE:
-        names = message_names(record)
-        return f"handshake {names}" if names else "handshake (encrypted)"
+        if not record.messages:
+            return "handshake (encrypted)"
+        return f"handshake {message_names(record)}" if names else "handshake"
     if kind == d.ALERT and record.alert is not None:
         return f"alert {wire.ALERT_DESCRIPTIONS.get(record.alert[1], record.alert[1])}"
     if kind == d.ALERT and record.type == wire.APPLICATION_DATA:
@@ -52,7 +53,7 @@ def piece_words(piece, role, kind):
     """A record part as one line: ``S#8 app data len 8119: part 1/2, 4096 of 8124 B``;
     and whether its header was split in this part."""
     r = piece.record
-    text = f"{tag(role, r.index)} {what(r, kind)} len {r.length}"
+    text = f"{tag(role, r.index)} {what(r, kind, names=piece.part == 1)} len {r.length}"
     total = wire.HEADER_LENGTH + r.length
     split_header = r.header_frames > 1 and 0 < piece.header_bytes
     if not r.complete:
