@@ -407,8 +407,9 @@ def extract(inputs, fmt, stream, idle_timeout, scale, code, min_severity, output
     Wireshark decrypts from FILE alone. Wireshark numbers the connections from
     tcp.stream 0 again in FILE: the table says which is which.
 
-    Exit status: 0 written (or nothing to write), 2 a usage error or an input
-    that could not be read.
+    Exit status: 0 written (or nothing to write), 2 a usage error, an input
+    that could not be read, no connection with that stream number, or FILE
+    cannot be written.
     """
     view = _view()
     out = sys.stdout
