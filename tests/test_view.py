@@ -371,3 +371,25 @@ def test_every_corpus_connection_draws(corpus):
             ET.fromstring(svg.picture(det))
             drawn += 1
     assert drawn > 500
+
+
+def test_an_icmp_error_about_the_connection(tmp_path, tshark):
+    """An ICMP error quoting one of the connection's segments is in its tcp.stream for
+    Wireshark: it is drawn (not as a packet of the connection) and extracted."""
+    import captures
+    frames = captures.read_frames(SAMPLES / "field-bug-tls12.pcap")
+    lost = frames[14][2]                       # frame 15, the server's body record
+    quoted = lost[14:14 + 20 + 32 + 8]         # its IP and TCP headers and 8 bytes
+    icmp = captures.ethernet(captures.ip4("127.0.0.1", "127.0.0.1", 1, captures.icmp_unreachable(quoted)))
+    path = tmp_path / "icmp.pcap"
+    captures.write_pcap(path, frames + [(frames[-1][0] + 0.001, captures.ETHERNET, icmp, len(icmp))])
+    det = collect(str(path), {0}).details[0]
+    assert det.packets[-1].frame == 17 and det.packets[-1].icmp and not det.packets[-1].from_client
+    said = notes(ladder.ladder(det))
+    assert said[17].startswith("ICMP error quoting a server segment") and said[16] == "client resets (RST)"
+    ET.fromstring(svg.picture(det))
+    out = tmp_path / "x.pcapng"
+    assert run("extract", str(path), "--stream", "0", "-o", str(out)).exit_code == 0
+    streams = subprocess.run([tshark, "-r", str(out), "-T", "fields", "-e", "tcp.stream"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert streams == ["0"] * 17

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from ..capture import CaptureError, open_capture
 from ..findings import Facts, evaluate
-from ..frame import ACK, FIN, RST, SUPPORTED_LINKTYPES, SYN, decode
+from ..frame import ACK, FIN, ICMP_QUOTE, RST, SUPPORTED_LINKTYPES, SYN, decode
 from ..report import connection_report
 from ..tcp import IDLE_TIMEOUT, ConnectionTable
 from ..tls import wire
@@ -38,7 +38,8 @@ class Packet(NamedTuple):
     from_client: bool
     """Sent by the client."""
     flags: int
-    """Its TCP flags (``frame.SYN``, ``FIN``, ``RST``, ``ACK``...)."""
+    """Its TCP flags (``frame.SYN``, ``FIN``, ``RST``, ``ACK``...); with ``frame.ICMP_QUOTE``, an
+    ICMP error quoting a segment of the connection (``from_client``: the quoted one's sender)."""
     offset: int
     """Where its first payload byte falls in its sender's side stream (None: unknown)."""
     ack: int
@@ -48,8 +49,13 @@ class Packet(NamedTuple):
 
     @property
     def pure_ack(self):
-        """No payload and no SYN, FIN or RST."""
-        return not self.length and not self.flags & (SYN | FIN | RST)
+        """No payload and no SYN, FIN or RST (and no ICMP error)."""
+        return not self.length and not self.flags & (SYN | FIN | RST | ICMP_QUOTE)
+
+    @property
+    def icmp(self):
+        """An ICMP error quoting a segment of the connection (Wireshark counts it in its stream)."""
+        return bool(self.flags & ICMP_QUOTE)
 
 
 class Omitted(NamedTuple):
@@ -134,7 +140,7 @@ class Detail:
     def is_bulk(self, packet, pieces, beyond):
         """A plain data segment carrying only application data within the reach: one a
         long run may fold."""
-        if not isinstance(packet, Packet) or packet.flags & (SYN | FIN | RST) or not packet.length:
+        if not isinstance(packet, Packet) or packet.flags & (SYN | FIN | RST | ICMP_QUOTE) or not packet.length:
             return False
         role = "client" if packet.from_client else "server"
         carried = pieces.get(packet.frame, [])
@@ -238,6 +244,9 @@ class KeepingTable(ConnectionTable):
         if not self.keep:
             return
         side, peer = entry.side, entry.peer
+        if flags & ICMP_QUOTE:       # not a packet of the connection: what it says of one
+            keeper.packet(Packet(frame, time, None, flags, None, None, 0), side is conn.a)
+            return
         offset = None
         if side.stream.base is not None:
             offset = side.stream.offset(seq) + (1 if flags & SYN else 0)

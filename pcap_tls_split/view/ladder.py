@@ -100,7 +100,7 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
         label = f" {label} " if label else ""
         label = label[:inner - 3]
         fill = chars["dash"] * (inner - 2 - len(label))
-        if packet.from_client:
+        if packet.from_client != packet.icmp:     # (an ICMP error goes back to the quoted sender)
             body = chars["dash"] + label + fill + chars["right"]
         else:
             body = chars["left"] + fill + label + chars["dash"]
@@ -122,6 +122,8 @@ def ladder(detail, width=100, color=False, chars=UNICODE):
 
     def notes_of(packet):
         """[(text, style)] of one packet, and the arrow's style."""
+        if packet.icmp:
+            return [(words.icmp_words(packet), "alert")], "alert"
         role = "client" if packet.from_client else "server"
         notes, arrow_style = [], None
         carried = pieces.get(packet.frame, [])

@@ -200,7 +200,10 @@ def picture(detail, element_id=None, numbers=None):
             text(label_x, y + 13, "retransmission or bytes outside TLS records", "dim", anchor)
         # the arrow
         width, dash, cls = 1.2, "", None
-        if packet.flags & (FIN | RST):
+        if packet.icmp:
+            colour, dash, cls = COLOURS[d.ALERT], ' stroke-dasharray="2,2"', None
+            text(label_x, y + 13, words.icmp_words(packet), "dim", anchor)
+        elif packet.flags & (FIN | RST):
             first = packet.frame == close.frame
             colour = RESET if packet.flags & RST else CLOSE
             width = 3 if first else 2
@@ -209,16 +212,17 @@ def picture(detail, element_id=None, numbers=None):
                 close_y = arrow_y
         elif not packet.length:
             colour, dash = FAINT, ' stroke-dasharray="4,3"'
-        x1, x2 = (CLIENT_X, SERVER_X - 8) if packet.from_client else (SERVER_X, CLIENT_X + 8)
-        tip = SERVER_X if packet.from_client else CLIENT_X
-        head = -8 if packet.from_client else 8
+        rightwards = packet.from_client != packet.icmp     # (an ICMP error goes back to the quoted sender)
+        x1, x2 = (CLIENT_X, SERVER_X - 8) if rightwards else (SERVER_X, CLIENT_X + 8)
+        tip = SERVER_X if rightwards else CLIENT_X
+        head = -8 if rightwards else 8
         out.append(f'<line x1="{x1}" y1="{arrow_y:.1f}" x2="{x2}" y2="{arrow_y:.1f}" stroke="{colour}" '
                    f'stroke-width="{width}"{dash}/>')
         out.append(f'<path d="M{tip} {arrow_y:.1f} l{head} -4 l0 8 z" fill="{colour}"/>')
         label = words.flag_words(packet.flags)
         if packet.length:
             label = (label + " " if label else "") + f"{packet.length} B"
-        if packet.flags & (FIN | RST):
+        if packet.flags & (FIN | RST) and not packet.icmp:
             closer = "client" if packet.from_client else "server"
             label += f": {closer} closes first" if packet.frame == close.frame else \
                 f": {closer} {'resets' if packet.flags & RST else 'closes'}"

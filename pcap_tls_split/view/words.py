@@ -1,7 +1,7 @@
 """The words a picture uses for records, closes and pauses: shared by the text ladder
 and the SVG, so both say the same thing."""
 
-from ..frame import ACK, FIN, RST, SYN
+from ..frame import ACK, FIN, ICMP_QUOTE, RST, SYN
 from ..tls import wire
 from . import detail as d
 
@@ -72,7 +72,9 @@ def piece_words(piece, role, kind):
 
 
 def flag_words(flags):
-    """The flags a ladder names: ``SYN``, ``SYN ACK``, ``FIN``, ``RST``."""
+    """The flags a ladder names: ``SYN``, ``SYN ACK``, ``FIN``, ``RST`` (``ICMP`` for an ICMP error)."""
+    if flags & ICMP_QUOTE:
+        return "ICMP"
     names = []
     if flags & SYN:
         names.append("SYN ACK" if flags & ACK else "SYN")
@@ -81,6 +83,13 @@ def flag_words(flags):
     if flags & RST:
         names.append("RST")
     return " ".join(names)
+
+
+def icmp_words(packet):
+    """What an ICMP error about the connection says."""
+    role = "client" if packet.from_client else "server"
+    flags = flag_words(packet.flags & 0xFF)
+    return f"ICMP error quoting a {role} segment{' (' + flags + ')' if flags else ''}"
 
 
 def close_words(detail, packet):
@@ -127,7 +136,7 @@ def closer_rst_frame(detail):
         return None
     closer_is_client = close.first_closer == "client"
     for p in detail.packets:
-        if isinstance(p, d.Packet) and p.from_client == closer_is_client and p.flags & RST:
+        if isinstance(p, d.Packet) and p.from_client == closer_is_client and p.flags & RST and not p.icmp:
             return p.frame
     return None
 
