@@ -131,6 +131,7 @@ class Progress:
         if self.shown:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+            self.shown = 0.0
 
 
 def keylog_option(func):
@@ -373,6 +374,8 @@ def show(inputs, stream, idle_timeout, scale, code, min_severity, width, color):
     except view.StdinTwice as exc:
         raise Failure(str(exc))
     drawn = view.ladder.ladders(choice, width, painted, chars, idle_timeout)
+    if scale["progress"] is not None:
+        scale["progress"].close()     # before the pictures: the bar must not cut into them
     for error in choice.errors + drawn.errors:
         click.echo(f"pcap-tls-split: {error}", err=True)
     for i, lines in enumerate(drawn.details):
@@ -424,6 +427,8 @@ def extract(inputs, fmt, stream, idle_timeout, scale, code, min_severity, output
         raise Failure(str(exc))
     except (view.extract.KeyLogError, OSError) as exc:
         raise Failure(str(exc))
+    if scale["progress"] is not None:
+        scale["progress"].close()
     for error in done.errors:
         click.echo(f"pcap-tls-split: {error}", err=True)
     if done.connections:
