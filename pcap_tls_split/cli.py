@@ -18,7 +18,7 @@ import click
 
 from ._version import __version__
 from .api import ClusterUnavailable, analyze as run_analysis, expand_inputs
-from .findings import SEVERITIES, Severity
+from .findings import CODES, SEVERITIES, Severity
 from .report import render
 
 
@@ -31,6 +31,7 @@ class Exit(enum.IntEnum):
 
 
 FORMATS = ("table", "json", "jsonl", "csv")
+ANALYZE_FORMATS = FORMATS + ("html",)
 PROG = "pcap-tls-split"
 
 
@@ -190,6 +191,7 @@ class Session:
         self.jobs = jobs or os.cpu_count() or 1
         self.dask = dask
         self.width = table_width(width)
+        self.asked_width = width      # --width as given (None: not given)
         self.progress = None
         self.out = Output(self)
 
@@ -219,11 +221,20 @@ class Session:
         self.progress = None
 
 
-def common_options(func):
-    """Options shared by the commands that read captures."""
+def common_options(func=None, *, formats=FORMATS):
+    """Options shared by the commands that read captures (``formats``: the --format
+    choices; None: no --format)."""
+    if func is None:
+        return functools.partial(common_options, formats=formats)
+    func = _run_options(func)
+    if formats is not None:
+        func = click.option("--format", "fmt", type=click.Choice(formats), default="table",
+                            show_default=True, help="Output format.")(func)
+    return func
+
+
+def _run_options(func):
     @click.argument("inputs", nargs=-1, metavar="CAPTURE...")
-    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                  help="Output format.")
     @click.option("--stream", type=int, default=None, metavar="N",
                   help="Only Wireshark's tcp.stream N.")
     @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -313,7 +324,7 @@ def main():
 
 
 @main.command()
-@common_options
+@common_options(formats=ANALYZE_FORMATS)
 @click.option("--all", "all_connections", is_flag=True,
               help="List every TLS connection, not only those with findings.")
 @click.option("--fail-on", type=click.Choice(list(reversed(SEVERITIES)) + ["never"]), default="high",
@@ -329,8 +340,14 @@ def main():
 @click.option("-f", "--filter", "bpf", metavar="BPF", default=None,
               help="With -i: a capture filter (tcpdump syntax), e.g. 'tcp port 443'.")
 @keylog_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              metavar="FILE", help="Write the report to FILE instead of standard output.")
+@click.option("--by", type=click.Choice(["server", "client"]), default=None,
+              help="Instead of the findings: per server (endpoint and SNI) how its responses "
+                   "were cut into records, segments and pauses; per client address how many "
+                   "connections it closed prematurely, with which codes.")
 def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on, min_severity,
-            verbose, interface, bpf, keylog):
+            verbose, interface, bpf, keylog, output, by):
     """Flag premature-close signatures, one row per finding, then a summary.
 
     The table groups the findings by connection (a line naming it, then a row per
@@ -343,6 +360,10 @@ def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on
     live: each connection is reported as it ends (--format jsonl), and Ctrl-C
     stops it with the summary.
 
+    --format html writes one self-contained page: the summary, the findings and
+    a picture of every listed connection (the captures are read a second time
+    for those). --by server|client writes a tally instead of the findings.
+
     Exit status: 0 nothing at or above --fail-on, 1 a finding at or above it,
     2 a usage error or an input that could not be read at all.
     """
@@ -352,10 +373,14 @@ def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on
         raise click.UsageError("-f BPF is a capture filter for -i IFACE")
     if interface is None:
         need_inputs(inputs)
+    if by is not None:
+        return _by(by, inputs, fmt, stream, idle_timeout, session, fail_on, keylog, output)
+    if fmt == "html" and interface is not None:
+        raise click.UsageError("--format html reads the captures twice: not with -i")
     view = render.View(width=session.width, verbose=verbose,
                        min_severity=Severity(min_severity) if min_severity else None,
                        all_connections=all_connections)
-    out = session.out
+    out = session.out if output in (None, "-") else _output(output)
     on_connection = None
     if fmt == "jsonl":
         def on_connection(conn):
@@ -379,17 +404,48 @@ def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on
         if result is None:
             result = run_analysis(paths, **options)
     session.close()
-    render.RENDERERS[fmt](result, out, view)
+    if fmt == "html":
+        _view().html.write(result, out, idle_timeout)
+    else:
+        render.RENDERERS[fmt](result, out, view)
     out.flush()
     _input_errors(result.inputs)
     _stream_note(stream, result.inputs, result.connections,
                  "not a TLS connection" if all_connections else "no finding there (--all lists it if it is TLS)")
-    if result.unreadable:
+    _exit_for(result.unreadable, result.worst(), fail_on)
+
+
+def _by(by, inputs, fmt, stream, idle_timeout, session, fail_on, keylog, output):
+    """analyze --by server|client: the tally instead of the findings."""
+    if fmt == "html":
+        raise click.UsageError("--by writes table, json, jsonl or csv, not html")
+    if keylog:
+        raise click.UsageError("--by does not read a key log: leave out --keylog")
+    paths = session.inputs(inputs)
+    out = session.out if output in (None, "-") else _output(output)
+    fleet = _view().fleet.tally(paths, stream=stream, idle_timeout=idle_timeout, **session.scale)
+    session.close()
+    _view().fleet.render(fleet, by, fmt, out, session.width if out is session.out else 0)
+    out.flush()
+    _input_errors(fleet.inputs)
+    _exit_for(fleet.unreadable, fleet.worst, fail_on)
+
+
+def _exit_for(unreadable, worst, fail_on):
+    """analyze's exit status: inputs not read, else the worst finding against --fail-on."""
+    if unreadable:
         sys.exit(Exit.ERROR)
-    worst = result.worst()
     if fail_on != "never" and worst is not None and worst >= Severity(fail_on):
         sys.exit(Exit.FINDINGS)
     sys.exit(Exit.OK)
+
+
+def _output(path):
+    """The file -o names (opened now: a bad path is a usage error)."""
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _live(interface, bpf, session, options):
@@ -510,6 +566,127 @@ def verify(inputs, fmt, stream, idle_timeout, session, differences):
     if result.unreadable:
         sys.exit(Exit.ERROR)
     sys.exit(Exit.OK if result.agree else Exit.FINDINGS)
+
+
+def _view():
+    """The pictures and the extract, imported when a command needs them."""
+    from . import view
+    return view
+
+
+def selection_options(func):
+    """--finding and --min-severity: which connections ``show`` and ``extract`` take."""
+    func = click.option("--min-severity", type=click.Choice(list(reversed(SEVERITIES))), default="medium",
+                        show_default=True,
+                        help="Without --stream or --finding: the connections with a finding at or "
+                             "above this severity.")(func)
+    return click.option("--finding", "code", type=click.Choice(sorted(CODES)), default=None,
+                        metavar="CODE", help="The connections with a finding of this code "
+                                             "(close_before_pending_records...).")(func)
+
+
+@main.command()
+@common_options(formats=None)
+@selection_options
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Colour: auto is on a terminal only.")
+def show(inputs, stream, idle_timeout, session, code, min_severity, color):
+    """A ladder diagram of a connection: client left, server right, time down.
+
+    One line per packet that matters, each TLS record against the segments
+    that carried it, pure ACKs counted, pauses, the first close with its reach,
+    the peer's records beyond it marked pending (LOST when the closer then
+    reset), and the findings. --stream N draws that connection (of each
+    CAPTURE); without it, every connection with a finding of --finding CODE, or
+    at or above --min-severity.
+
+    Exit status: 0 drawn (or nothing to draw), 2 a usage error, an input that
+    could not be read, or no connection with that stream number.
+    """
+    need_inputs(inputs)
+    view = _view()
+    paths = session.inputs(inputs)
+    out = session.out
+    if session.asked_width and session.asked_width < view.ladder.MIN_WIDTH:
+        raise click.BadParameter(f"a ladder needs {view.ladder.MIN_WIDTH} columns or more (0: no limit)",
+                                 param_hint="--width")
+    width = max(view.ladder.MIN_WIDTH, session.width) if session.width else 200
+    painted = color == "always" or (color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+                                     and os.environ.get("TERM") != "dumb")
+    chars = view.UNICODE
+    try:
+        "".join(chars.values()).encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        chars = view.ASCII
+    try:
+        choice = view.choose(paths, stream=stream, code=code, min_severity=min_severity,
+                             idle_timeout=idle_timeout, **session.scale)
+    except view.StdinTwice as exc:
+        raise Failure(str(exc))
+    drawn = view.ladder.ladders(choice, width, painted, chars, idle_timeout)
+    session.close()                   # before the pictures: the bar must not cut into them
+    for error in choice.errors + drawn.errors:
+        warn(error)
+    for i, lines in enumerate(drawn.details):
+        if i:
+            out.write("\n")
+        out.write("\n".join(lines) + "\n")
+    if drawn.left_out:
+        out.write(f"\n{drawn.left_out} more connection(s) not drawn: give --stream N\n")
+    if drawn.details:
+        out.write("\n" + "\n".join(view.ladder.legend(width)) + "\n")
+    elif stream is None:
+        which = f"a {code} finding" if code else f"a finding at or above {min_severity}"
+        out.write(f"no connection with {which}\n")
+    unreadable = drawn.unreadable + (len(choice.report.unreadable) if choice.report else 0)
+    sys.exit(Exit.ERROR if unreadable or (stream is not None and not drawn.details) else Exit.OK)
+
+
+@main.command()
+@common_options
+@selection_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              metavar="FILE", help="The pcapng to write.")
+@keylog_option
+def extract(inputs, fmt, stream, idle_timeout, session, code, min_severity, output, keylog):
+    """The packets of the flagged connections, as one small pcapng for a bug report.
+
+    Takes the connections with a finding at or above --min-severity (or of
+    --finding CODE, or --stream N of each CAPTURE) and writes all their frames
+    to FILE, in capture order, each finding's message as a comment on the frame
+    it points at (Wireshark: frame.comment, Expert Info). With --keylog, the key
+    log lines of those connections are embedded (a Decryption Secrets Block):
+    Wireshark decrypts from FILE alone. Wireshark numbers the connections from
+    tcp.stream 0 again in FILE: the table says which is which.
+
+    Exit status: 0 written (or nothing to write), 2 a usage error, an input
+    that could not be read, no connection with that stream number, or FILE
+    cannot be written.
+    """
+    need_inputs(inputs)
+    view = _view()
+    out = session.out
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise Failure(f"cannot write {output}: {folder} is not a folder one can write to")
+    try:
+        done = view.extract.extract(session.inputs(inputs), output, stream=stream, code=code,
+                                    min_severity=min_severity, keylog=keylog,
+                                    idle_timeout=idle_timeout, **session.scale)
+    except view.StdinTwice as exc:
+        raise Failure(str(exc))
+    except (view.extract.KeyLogError, OSError) as exc:
+        raise Failure(str(exc))
+    session.close()
+    for error in done.errors:
+        warn(error)
+    if done.connections:
+        view.extract.render(done, fmt, out, session.width)
+    elif not done.unreadable:
+        which = (f"tcp.stream {stream}" if stream is not None else f"a {code} finding" if code
+                 else f"a finding at or above {min_severity}")
+        warn(f"no connection with {which}: {output} not written")
+    sys.exit(Exit.ERROR if done.unreadable or (stream is not None and not done.connections) else Exit.OK)
 
 
 def _plaintext_not_added(exc):

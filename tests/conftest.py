@@ -1,7 +1,7 @@
-"""Shared fixtures: where the public corpus lives, and whether tshark is here.
+"""Shared fixtures: where the public corpus lives, and whether tshark and chromium are here.
 
-Outside CI, tests that need ../shared/corpus or tshark skip with a reason; in CI
-(CI=true) a missing corpus or tshark is a failure, not a skip.
+Outside CI, tests that need ../shared/corpus, tshark or chromium skip with a reason; in CI
+(CI=true) a missing corpus, tshark or chromium is a failure, not a skip.
 """
 import os
 import shutil
@@ -40,4 +40,14 @@ def corpus():
 def tshark():
     path = shutil.which("tshark")
     _need("tshark", path)
+    return path
+
+
+CHROMIUM = "/usr/bin/chromium"     # Debian's chromium (.ci/run installs it)
+
+
+@pytest.fixture
+def chromium():
+    path = CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which("chromium")
+    _need("chromium (Debian: apt-get install chromium)", path)
     return path

@@ -25,6 +25,19 @@ CASES = {
     "analyze-jsonl": ["analyze", "--format", "jsonl", "samples/client-gives-up-waiting.pcap"],
     "records-table": ["records", "samples/split-header.pcap"],
     "records-json": ["records", "--format", "json", "samples/server-truncates.pcap"],
+    "show-field-bug-tls12": ["show", "samples/field-bug-tls12.pcap", "--stream", "0"],
+    "show-split-header": ["show", "samples/split-header.pcap", "--stream", "0", "--width", "120"],
+    "show-half-record": ["show", "samples/half-record.pcap", "--stream", "0", "--width", "72"],
+    "show-field-bug-tls13": ["show", "samples/field-bug-tls13.pcap", "--color", "always"],
+    "show-tries-flagged": ["show", "samples/field-bug-tries.pcap", "--finding",
+                           "close_before_pending_records"],
+    "show-bulk-folded": ["show", "samples/straddling-healthy.pcap", "--stream", "0"],
+    "by-server-table": ["analyze", "--by", "server", "samples/field-bug-70-tries.pcap",
+                        "samples/split-header.pcap", "samples/field-bug-tls13.pcap"],
+    "by-client-json": ["analyze", "--by", "client", "--format", "json", "samples/field-bug-tries.pcap",
+                       "samples/half-record.pcap", "samples/server-closes-keepalive-race.pcap"],
+    "by-server-csv": ["analyze", "--by", "server", "--format", "csv", "samples/field-bug-tries.pcap",
+                      "samples/straddling-healthy.pcap"],
 }
 
 

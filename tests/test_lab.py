@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 import pcap_tls_split
+from pcap_tls_split.findings import CODES as FINDING_CODES
 from pcap_tls_split.lab import cert as lab_cert
 from pcap_tls_split.lab import peers as T
 from pcap_tls_split.lab.cli import lab
@@ -34,9 +35,7 @@ from conftest import IN_CI, ROOT
 
 SIGNATURE_CODES = re.findall(r"^\| `([a-z_]+)` \|", (ROOT.parent / "shared" / "SIGNATURES.md").read_text(),
                              re.M) if (ROOT.parent / "shared" / "SIGNATURES.md").exists() else []
-CODES = ["close_inside_record", "close_before_pending_records", "close_before_peer_finished",
-         "reset_on_data_after_close", "truncated_record", "close_during_handshake", "no_close_notify",
-         "abortive_close", "fast_close_after_data", "capture_ended_inside_record"]
+CODES = list(FINDING_CODES)
 
 # Verdicts of the analyzer that differ from SIGNATURES.md (reported; the expectation is not bent).
 # strict: when the analyzer is fixed, the XPASS fails and the entry must go.

@@ -2,8 +2,8 @@
 crossing a module boundary.
 
 The layers, lowest first (each imports only from layers before it; README "How it works"):
-capture, frame, tls, tcp, loop, findings, report, api, then wireshark and lab beside each
-other, then cli. ``_version`` is anyone's.
+capture, frame, tls, tcp, loop, findings, report, api, then wireshark, lab and view beside
+each other, then cli. ``_version`` is anyone's.
 """
 
 import ast
@@ -14,7 +14,7 @@ import pcap_tls_split
 PACKAGE = Path(pcap_tls_split.__file__).resolve().parent
 NAMED_TUPLE_API = {"_make", "_replace", "_asdict", "_fields"}
 LAYERS = {"capture": 0, "frame": 1, "tls": 2, "tcp": 3, "loop": 4, "findings": 5, "report": 6,
-          "api": 7, "wireshark": 8, "lab": 8, "cli": 9, "__init__": 10, "__main__": 10}
+          "api": 7, "wireshark": 8, "lab": 8, "view": 8, "cli": 9, "__init__": 10, "__main__": 10}
 
 
 def modules():
@@ -89,12 +89,12 @@ def test_every_step_is_a_folder_or_module_the_readme_names():
     readme = (PACKAGE.parent / "README.md").read_text()
     how = readme[readme.index("## How it works"):]
     for step in ("capture/", "frame.py", "tcp/", "tls/", "findings/", "report/", "api/", "loop.py",
-                 "cli.py", "wireshark/", "lab/"):
+                 "cli.py", "wireshark/", "lab/", "view/"):
         assert step in how, step
     on_disk = {p.name if p.is_dir() else p.name for p in PACKAGE.iterdir()
                if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"}
     assert on_disk == {"capture", "frame.py", "tcp", "tls", "findings", "report", "api", "loop.py",
-                       "cli.py", "wireshark", "lab", "__init__.py", "__main__.py", "_version.py"}
+                       "cli.py", "wireshark", "lab", "view", "__init__.py", "__main__.py", "_version.py"}
 
 
 def test_the_public_api_is_complete():

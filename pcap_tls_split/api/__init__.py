@@ -9,7 +9,8 @@ processes or a Dask cluster. Nothing here prints.
 
 from .analysis import analyze, records
 from .inputs import expand_inputs
-from .parallel import ClusterUnavailable
+from .parallel import ClusterUnavailable, map_files
 from .run import FileRun, analyze_file
 
-__all__ = ["ClusterUnavailable", "FileRun", "analyze", "analyze_file", "expand_inputs", "records"]
+__all__ = ["ClusterUnavailable", "FileRun", "analyze", "analyze_file", "expand_inputs", "map_files",
+           "records"]

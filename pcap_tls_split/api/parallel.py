@@ -8,6 +8,47 @@ class ClusterUnavailable(Exception):
     """The Dask scheduler given cannot be used (one line saying why)."""
 
 
+def dask_client(address):
+    """A client of the Dask scheduler at ``address`` (``ClusterUnavailable`` when there is none)."""
+    try:
+        from distributed import Client
+        return Client(address, timeout="15s")
+    except ImportError:
+        raise ClusterUnavailable("--dask needs dask distributed: pip install 'pcap-tls-split[dask]'") \
+            from None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterUnavailable(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+
+def map_files(work, paths, jobs=1, dask=None, progress=None):
+    """``work(path, reading)`` of each input, in input order: here (``reading`` is the
+    progress callback, or None), in a pool of ``jobs`` processes or on a Dask cluster
+    (``reading`` None there). ``work`` must be a module-level function when run
+    elsewhere; what it returns must pickle."""
+    paths = list(expand_inputs(paths))
+    if dask:
+        with dask_client(dask) as client:
+            futures = client.map(work, paths, reading=None, pure=False)
+            for path, future in zip(paths, futures):
+                yield future.result()
+                if progress:
+                    progress.file_done(path)
+        return
+    if (jobs or 1) <= 1 or len(paths) <= 1 or "-" in paths:
+        for path in paths:
+            yield work(path, progress.reading if progress else None)
+            if progress:
+                progress.file_done(path)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+        futures = [pool.submit(work, path, None) for path in paths]
+        for path, future in zip(paths, futures):
+            yield future.result()
+            if progress:
+                progress.file_done(path)
+
+
 def _analyze_in_worker(path, options, keep_records):
     result = analyze_file(path, options, keep_records=keep_records)
     result.remote = True
@@ -20,15 +61,7 @@ def results(paths, options, jobs, dask, on_connection, on_record, progress):
     keep = on_record is not None
     parallel = (jobs or 1) > 1 and len(paths) > 1 and "-" not in paths
     if dask:
-        try:
-            from distributed import Client
-            client = Client(dask, timeout="15s")
-        except ImportError:
-            raise ClusterUnavailable("--dask needs dask distributed: pip install 'pcap-tls-split[dask]'") \
-                from None
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ClusterUnavailable(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
-        with client:
+        with dask_client(dask) as client:
             futures = client.map(_analyze_in_worker, paths, options=options, keep_records=keep, pure=False)
             for path, future in zip(paths, futures):
                 yield future.result()

@@ -25,6 +25,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from tabulate import tabulate
+
 from ..findings import CODES, Severity
 from ..tls import wire
 from .model import to_plain
@@ -89,24 +91,39 @@ def write_table(rows, columns, out, width=0, indent=0):
     A row is a dict (one cell per column, broken over lines to fit its column;
     ``\\n`` in a cell starts a new line) or a string: a line across the table (a
     group's heading), broken at its words to fit. Dict rows and the heading are
-    indented by ``indent`` spaces."""
+    indented by ``indent`` spaces. tabulate lays out the grid (its ``plain``
+    format, a rule under the heading), given cells already broken to the widths
+    ``fit`` chose."""
     rows = list(rows)
-    cells = [[str(row.get(c.key, "")) if row.get(c.key) is not None else "" for c in columns]
-             for row in rows if isinstance(row, dict)]
+    columns = [c if isinstance(c, Column) else Column(c, c) for c in columns]
+    cells = [[_cell(row, c) for c in columns] for row in rows if isinstance(row, dict)]
     widths = fit(columns, cells, width - indent if width else 0)
+    broken = [["\n".join(_wrap(text, w, c.wrap)) for text, c, w in zip(cell, columns, widths)]
+              for cell in cells]
+    head = ["\n".join(_wrap(c.header, w, "words")) for c, w in zip(columns, widths)]
+    grid = tabulate([head] + broken, tablefmt="plain", stralign="left", numalign="left",
+                    disable_numparse=True).split("\n")
+    shown = [max(len(line) for cell in [h] + [r[i] for r in broken] for line in cell.split("\n"))
+             for i, h in enumerate(head)]
     pad = " " * indent
-    lines = []
-    head = [_wrap(c.header, w, "words") for c, w in zip(columns, widths)]
-    lines += _join(head, widths, pad)
-    lines.append((pad + "  ".join("-" * w for w in widths)).rstrip())
+    height = max(h.count("\n") for h in head) + 1
+    lines = [(pad + line).rstrip() for line in grid[:height]]
+    lines.append(pad + "  ".join("-" * w for w in shown))
+    body = iter(grid[height:])
+    count = iter(broken)
     for row in rows:
         if isinstance(row, dict):
-            lines += _join([_wrap(str(row.get(c.key)) if row.get(c.key) is not None else "", w, c.wrap)
-                            for c, w in zip(columns, widths)], widths, pad)
+            lines += [(pad + next(body)).rstrip()
+                      for _ in range(max(c.count("\n") for c in next(count)) + 1)]
         else:
             lines += (textwrap.wrap(row, width, subsequent_indent="    ", break_on_hyphens=False)
                       if width else [row]) or [""]
     out.write("\n".join(lines) + "\n")
+
+
+def _cell(row, column):
+    value = row.get(column.key)
+    return "" if value is None else str(value)
 
 
 def fit(columns, cells, width):
@@ -175,16 +192,6 @@ def _wrap_at(text, width, separator):
     if line:
         lines.append(line)
     return lines
-
-
-def _join(columns_lines, widths, pad):
-    """Lines of one row from the lines of each of its cells."""
-    height = max((len(lines) for lines in columns_lines), default=1)
-    out = []
-    for k in range(height):
-        parts = [(lines[k] if k < len(lines) else "").ljust(w) for lines, w in zip(columns_lines, widths)]
-        out.append((pad + "  ".join(parts)).rstrip())
-    return out
 
 
 def write_csv(rows, columns, out):
