@@ -77,3 +77,146 @@ def test_first_seen_wins_among_held_segments():
     frames = [(e.offset, e.frame) for e in events]
     assert frames == [(0, 4), (90, 3), (100, 2), (150, 3)]
     assert side.conflicts == 1 and side.gaps == 0
+
+
+# -- many holes: held segments found by offset -----------------------------------------
+
+class _Counted(dict):
+    """A ``held`` dict that counts the held pieces looked at."""
+
+    looked = 0
+
+    def __getitem__(self, key):
+        _Counted.looked += 1
+        return super().__getitem__(key)
+
+    def items(self):
+        for item in super().items():
+            _Counted.looked += 1
+            yield item
+
+    def __iter__(self):
+        for key in super().__iter__():
+            _Counted.looked += 1
+            yield key
+
+
+def test_each_segment_after_a_hole_looks_at_the_held_pieces_it_overlaps_only():
+    """2,000 holes (every other segment missing), then retransmissions of some held
+    ones: the work per segment does not grow with the number held."""
+    side = SideStream()
+    side.segment(1000, SYN, b"", 1, 0.0)
+    side.held = _Counted()
+    _Counted.looked = 0
+    holes = 2000
+    for i in range(holes):
+        assert side.segment(1001 + 200 * i + 100, 0x10, b"x" * 100, 2 + i, 0.0) == ()
+    for i in range(0, holes, 7):                   # copies of held ones, one byte wider
+        side.segment(1001 + 200 * i + 99, 0x10, b"y" * 102, 9000 + i, 0.0)
+    assert len(side.held) == holes + 2 * len(range(0, holes, 7))
+    assert side.held_starts[side.held_head:] == sorted(side.held)
+    assert _Counted.looked <= 3 * (holes + len(range(0, holes, 7)))
+    assert side.conflicts == len(range(0, holes, 7))
+    # the holes are skipped in order, each its own gap
+    events = side.finish()
+    assert sum(isinstance(e, Gap) for e in events) == holes
+    assert side.held_starts == [] and side.held_head == 0
+
+
+class _Linear(SideStream):
+    """The reassembler as it was, with held segments scanned one by one: the
+    reference the indexed one must agree with, event for event."""
+
+    __slots__ = ()
+
+    def _unheld(self, offset, payload, missing):
+        end = offset + len(payload) + missing
+        pieces = []
+        at = offset
+        for held_offset in sorted(o for o, h in self.held.items()
+                                  if o < end and o + len(h[0]) + h[3] > offset):
+            held_payload, _, _, held_missing = self.held[held_offset]
+            held_end = held_offset + len(held_payload) + held_missing
+            lo, hi = max(offset, held_offset), min(offset + len(payload), held_offset + len(held_payload))
+            if lo < hi and bytes(payload[lo - offset:hi - offset]) != \
+                    bytes(held_payload[lo - held_offset:hi - held_offset]):
+                self.conflicts += 1
+            if held_offset > at:
+                pieces.append(at)
+                pieces.append(held_offset)
+            at = max(at, held_end)
+        if at < end:
+            pieces.append(at)
+            pieces.append(end)
+        captured_end = offset + len(payload)
+        out = []
+        for lo, hi in zip(pieces[::2], pieces[1::2]):
+            piece = payload[lo - offset:min(hi, captured_end) - offset] if lo < captured_end else b""
+            out.append((lo, piece, hi - lo - len(piece)))
+        return out
+
+    def _unhold(self, offset):
+        pass
+
+    def _drain(self, events):
+        held = self.held
+        while held:
+            nxt = self.next
+            entry = held.pop(nxt, None)
+            if entry is None:
+                first = min(held)
+                if first > nxt:
+                    return
+                entry = held.pop(first)
+                payload, frame, time, missing = entry
+                self.held_bytes -= len(payload)
+                cut = nxt - first
+                if cut >= len(payload) + missing:
+                    continue
+                if cut >= len(payload):
+                    missing -= cut - len(payload)
+                    payload = b""
+                else:
+                    payload = payload[cut:]
+                entry = (payload, frame, time, missing)
+                self.held_bytes += len(payload)
+            payload, frame, time, missing = entry
+            self.held_bytes -= len(payload)
+            self._emit(events, nxt, payload, frame, time, missing)
+
+    def _skip_hole(self):
+        self.hole_acked = 0
+        first = min(self.held)
+        events = [Gap(self.next, first - self.next)]
+        self.gaps += 1
+        self.gap_bytes += first - self.next
+        self.next = first
+        self._drain(events)
+        return events
+
+    def acked(self, ack):
+        self.held_starts = sorted(self.held)      # what the indexed one reads
+        self.held_head = 0
+        return super().acked(ack)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 60), st.sampled_from(b"ab"),
+                          st.integers(0, 5), st.booleans()), min_size=1, max_size=40))
+def test_held_segments_indexed_as_scanned(segments):
+    """Overlapping, differing, snap-cut segments in any order, and ACKs: the same
+    events, conflicts and counters as scanning every held segment."""
+    sides = [SideStream(), _Linear()]
+    out = [[], []]
+    for side, events in zip(sides, out):
+        side.segment(1000, SYN, b"", 1, 0.0)
+        for frame, (offset, size, fill, missing, ack) in enumerate(segments, 2):
+            events += side.segment(1001 + offset, 0x10, bytes([fill]) * size, frame, 0.0,
+                                   missing=missing if size else 0)
+            if ack:
+                events += side.acked(1001 + offset + size)
+        events += side.finish()
+    assert out[0] == out[1]
+    names = ("next", "held_bytes", "retransmissions", "out_of_order", "conflicts", "gaps",
+             "gap_bytes", "keepalives", "snap_cut", "segments")
+    assert [getattr(sides[0], n) for n in names] == [getattr(sides[1], n) for n in names]

@@ -27,8 +27,15 @@ them, so no retransmission will come), when the held bytes exceed
 seen the first seen wins; bytes that differ are counted as ``conflicts``
 (against held bytes: delivered bytes are not kept). Nothing is held but
 out-of-order segments.
+
+Held segments are found by offset in logarithmic time, so that a connection
+with many holes costs no more per segment than one with few: ``held`` maps
+each held piece's offset to it, and ``held_starts`` lists those offsets in
+order (from index ``held_head`` on: the first held piece is taken off by
+moving that index, and the list is compacted now and then).
 """
 
+from bisect import bisect_left, insort
 from typing import NamedTuple
 
 from ..frame import FIN, RST, SYN
@@ -76,8 +83,10 @@ class SideStream:
 
     # Invariants: bytes before ``next`` were delivered (as Data or Gap) and are
     # never held; ``held`` keys are offsets past ``next``, and no two held
-    # pieces overlap; ``last_end`` is the end of the last segment with payload.
-    __slots__ = ("base", "other_bases", "syn", "midstream", "next", "held", "held_bytes",
+    # pieces overlap; ``held_starts[held_head:]`` are the keys of ``held``, in
+    # order; ``last_end`` is the end of the last segment with payload.
+    __slots__ = ("base", "other_bases", "syn", "midstream", "next", "held", "held_starts", "held_head",
+                 "held_bytes",
                  "fin", "rst", "peer_acked", "retransmissions", "out_of_order",
                  "conflicts", "gaps", "gap_bytes", "keepalives", "snap_cut",
                  "segments", "before_start", "last_end", "hole_acked")
@@ -89,6 +98,8 @@ class SideStream:
         self.midstream = False    # offsets count from the first byte seen, not the SYN
         self.next = 0             # offset of the first byte not yet delivered
         self.held = {}            # offset -> (payload, frame, time, missing)
+        self.held_starts = []     # the offsets of `held` in order, from held_head on
+        self.held_head = 0
         self.held_bytes = 0
         self.fin = None           # offset of its first FIN
         self.rst = None           # offset its first RST points at
@@ -219,9 +230,14 @@ class SideStream:
             self.retransmissions += 1  # partly a copy of held bytes
         else:
             self.out_of_order += 1
+        starts = self.held_starts
         for piece_offset, piece, piece_missing in pieces:
             self.held[piece_offset] = (piece, frame, time, piece_missing)
             self.held_bytes += len(piece)
+            if len(starts) == self.held_head or piece_offset > starts[-1]:
+                starts.append(piece_offset)         # the common case: after the others
+            else:
+                insort(starts, piece_offset, self.held_head)
         if self.held_bytes > HOLD_LIMIT or len(self.held) > HOLD_SEGMENTS:
             return self._skip_hole()
         return NOTHING
@@ -232,9 +248,20 @@ class SideStream:
         end = offset + len(payload) + missing
         pieces = []
         at = offset
-        for held_offset in sorted(o for o, h in self.held.items()
-                                  if o < end and o + len(h[0]) + h[3] > offset):
-            held_payload, _, _, held_missing = self.held[held_offset]
+        held, starts = self.held, self.held_starts
+        # the held pieces it overlaps, in order: the one that starts before it
+        # (held pieces do not overlap: only the last one before it can reach it),
+        # then those that start inside it
+        i = bisect_left(starts, offset, self.held_head)
+        if i > self.held_head:
+            before = held[starts[i - 1]]
+            if starts[i - 1] + len(before[0]) + before[3] > offset:
+                i -= 1
+        stop = len(starts)
+        while i < stop and starts[i] < end:
+            held_offset = starts[i]
+            i += 1
+            held_payload, _, _, held_missing = held[held_offset]
             held_end = held_offset + len(held_payload) + held_missing
             # compare the captured bytes both have
             lo, hi = max(offset, held_offset), min(offset + len(payload), held_offset + len(held_payload))
@@ -265,7 +292,7 @@ class SideStream:
         offset = self.next + delta
         if self.peer_acked is None or offset > self.peer_acked:
             self.peer_acked = offset
-        if self.held and offset > self.next and min(self.held) < offset:
+        if self.held and offset > self.next and self.held_starts[self.held_head] < offset:
             # the peer had the bytes of the hole: they will not come again, once a
             # few of its ACKs say so (a capture may show an ACK before the data)
             self.hole_acked += 1
@@ -319,16 +346,34 @@ class SideStream:
             self._drain(events)
         return events
 
+    def _unhold(self, offset):
+        """The held piece at ``offset`` leaves ``held_starts`` (``held`` is done by the caller)."""
+        starts, head = self.held_starts, self.held_head
+        if starts[head] == offset:
+            head += 1
+            if head == len(starts):
+                starts.clear()
+                head = 0
+            elif head > 64 and 2 * head > len(starts):
+                del starts[:head]           # compacted: amortised constant time
+                head = 0
+            self.held_head = head
+        else:                               # (a piece under the delivered bytes is left)
+            del starts[bisect_left(starts, offset, head)]
+
     def _drain(self, events):
         held = self.held
         while held:
             nxt = self.next
             entry = held.pop(nxt, None)
-            if entry is None:
-                first = min(held)
+            if entry is not None:
+                self._unhold(nxt)
+            else:
+                first = self.held_starts[self.held_head]
                 if first > nxt:
                     return
                 entry = held.pop(first)
+                self._unhold(first)
                 payload, frame, time, missing = entry
                 self.held_bytes -= len(payload)
                 cut = nxt - first
@@ -348,7 +393,7 @@ class SideStream:
     def _skip_hole(self):
         """Give up on the hole before the first held segment: it is a capture gap."""
         self.hole_acked = 0
-        first = min(self.held)
+        first = self.held_starts[self.held_head]
         events = [Gap(self.next, first - self.next)]
         self.gaps += 1
         self.gap_bytes += first - self.next
