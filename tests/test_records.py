@@ -259,7 +259,7 @@ def test_gap_after_a_header_cut_at_the_end_of_a_chunk():
     """While resynchronising, a candidate header cut by the chunk end, then a hole."""
     tracker = RecordTracker(midstream=True)
     out = tracker.data(0, b"\x00" * 10 + bytes.fromhex("170303"), 1, 0.0)
-    assert tracker._candidates == [(10, None, None)]
+    assert tracker._candidates.as_list() == [(10, None, None)]
     out += tracker.gap(13, 99)
     out += tracker.data(112, SERVER_FLIGHT[116:], 2, 1.0)
     out += tracker.end()

@@ -27,7 +27,12 @@ It is in one of four modes:
   the same version follows right after its body (or the stream ends exactly
   there). The chunks since the earliest candidate are kept (bounded by one
   record) and replayed through ``SYNC`` once a candidate is confirmed, so the
-  records found there have exact segments too.
+  records found there have exact segments too. A candidate can only be
+  confirmed within one record's span (5 + ``MAX_RECORD_LENGTH`` bytes) of its
+  start, so the live ones lie in the last such span of the stream: at most one
+  per 3 bytes of it (``_Candidates``). Each is added, tested and dropped once,
+  in constant or logarithmic time, so resynchronising costs the same per byte
+  however many bytes look like a header.
 - ``OFF``: not TLS: bytes are dropped.
 
 A completed record is held back until the next record starts, to learn
@@ -44,6 +49,9 @@ and alert records (parsed as they arrive) and, while resynchronising, one
 record's worth of chunks are ever held.
 """
 
+import heapq
+from bisect import bisect_right
+from collections import deque
 from typing import NamedTuple
 
 from . import wire
@@ -152,7 +160,8 @@ class RecordTracker:
         self._sslv2 = 0               # SSLv2-format records: none, SSLV2_ONE (the hello), SSLV2_ALL
         self._held = None             # completed record waiting for the next one to start
         self._log = []                # (offset, payload|None, frame|length, time): chunks kept while seeking/resynchronising
-        self._candidates = []         # RESYNC: (offset, version, next_header_offset)
+        self._candidates = _Candidates()  # RESYNC: the headers that may be where framing is
+        self._log_done = 0            # RESYNC: chunks at the start of _log no longer needed
         self._reset_record()
 
     def counters(self):
@@ -236,10 +245,9 @@ class RecordTracker:
             # a candidate whose record ends exactly where the hole begins is
             # confirmed by it, as by the end of the stream (a side that starts
             # mid-stream with one whole record, then a hole)
-            for cand in self._candidates:
-                if cand[2] == offset:
-                    self._sync_at(cand[0], out)
-                    break
+            start = self._candidates.first_followed_at(offset)
+            if start is not None:
+                self._sync_at(start, out)
         if self.mode == SYNC:
             self._gap_in_sync(length, out)
         elif self.mode == OFF:
@@ -251,7 +259,7 @@ class RecordTracker:
                 self._log = []
             self._log.append((offset, None, length, None))
             # a candidate whose next header (or its own, cut short) is in the hole cannot be confirmed
-            self._candidates = [c for c in self._candidates if c[2] is not None and c[2] >= offset + length]
+            self._candidates.drop_before(offset + length)
             self._trim_log()
         self.pos = offset + length
         return out
@@ -260,10 +268,9 @@ class RecordTracker:
         """The side stream ends here (its FIN, RST, or the end of the capture)."""
         out = []
         if self.mode == RESYNC:
-            for cand in self._candidates:
-                if cand[2] == self.pos:
-                    self._sync_at(cand[0], out)
-                    break
+            start = self._candidates.first_followed_at(self.pos)
+            if start is not None:
+                self._sync_at(start, out)
         self._flush(out)
         if self.mode == SYNC and (self._hdr or self._cur_frames):
             self.partial = self._make_record()
@@ -319,48 +326,62 @@ class RecordTracker:
         self._log = [c for c in self._log if c[0] + len(c[1]) > keep_from]
 
     def _resync(self, offset, payload, frame, time, out):
-        self._log.append((offset, payload, frame, time))
+        log = self._log
+        log.append((offset, payload, frame, time))
         end = offset + len(payload)
         self.pos = end
+        candidates = self._candidates
         # new candidate headers: scan this chunk with the few bytes before it (if
         # they were captured)
-        before = self._log[-2] if len(self._log) > 1 else None
+        before = log[-2] if len(log) > 1 else None
         contiguous = before is not None and before[1] is not None and before[0] + len(before[1]) == offset
         tail_start = max(offset - 4, before[0]) if contiguous else offset
         window = self._window(tail_start, end)
+        size = len(window)
+        plausible = set()             # where a whole plausible header lies in the window
+        found = []                    # new candidates: (start, version, next header offset)
         for match in wire.HEADER_START.finditer(window):
-            start = tail_start + match.start()
-            if start < offset - 4 or any(c[0] == start for c in self._candidates):
+            at = match.start()
+            start = tail_start + at
+            # (only one cut at the end of the last chunk can be a candidate already)
+            if at + 5 > size:         # cut at the end of the chunk: completed by the next one
+                if not (start < offset and start in candidates):
+                    found.append((start, None, None))
                 continue
-            header = window[match.start():match.start() + 5]
-            if len(header) < 5:
-                if start >= offset - 4:
-                    self._candidates.append((start, None, None))
+            length = window[at + 3] << 8 | window[at + 4]
+            if length > wire.MAX_RECORD_LENGTH:
                 continue
-            self._add_candidate(start, header)
+            plausible.add(start)
+            if length and not (start < offset and start in candidates):
+                found.append((start, (window[at + 1] << 8) | window[at + 2], start + 5 + length))
+        if found:
+            candidates.add_all(found)
         # complete candidates whose header was cut at the end of the last chunk
-        for i, cand in enumerate(self._candidates):
-            if cand[1] is None and cand[0] + 5 <= end:
-                self._candidates[i] = None
-                self._add_candidate(cand[0], self._window(cand[0], cand[0] + 5))
-        self._candidates = [c for c in self._candidates if c is not None]
-        # confirm: a plausible header right after the candidate's body
-        for cand in sorted(self._candidates, key=lambda c: c[0]):
-            start, version, following = cand
-            if version is None or following + 5 > end:
-                continue
-            nxt = self._window(following, following + 5)
-            try:
-                parsed = wire.parse_header(nxt)
-            except wire.MalformedTLS:
-                parsed = None
-            if parsed:
-                self._sync_at(start, out)
+        if candidates.cut:
+            for start in candidates.take_cut(end):
+                self._add_candidate(start, self._window(start, start + 5))
+        # confirm: a plausible header right after the candidate's body; the first
+        # (by start) of those whose next header is here now wins
+        testable = candidates.pop_followed_before(end - 4)
+        if testable:
+            confirmed = None
+            for start, following in testable:
+                if following >= tail_start:
+                    followed = following in plausible
+                else:                 # (after a chunk of fewer than 4 bytes)
+                    try:
+                        followed = bool(wire.parse_header(self._window(following, following + 5)))
+                    except wire.MalformedTLS:
+                        followed = False
+                if followed and (confirmed is None or start < confirmed):
+                    confirmed = start
+            if confirmed is not None:
+                self._sync_at(confirmed, out)
                 return
-            self._candidates.remove(cand)
         if self.tls_start is None and self.pos > SEEK_LIMIT:
             self.mode = OFF  # never found any record framing: not TLS
-            self._log, self._candidates = [], []
+            self._log = []
+            self._candidates.clear()
             return
         self._trim_log()
 
@@ -370,13 +391,22 @@ class RecordTracker:
         except wire.MalformedTLS:
             return
         if parsed and parsed[2] > 0:
-            self._candidates.append((start, parsed[1], start + 5 + parsed[2]))
+            self._candidates.complete(start, parsed[1], start + 5 + parsed[2])
 
     def _window(self, start, end):
         """The logged bytes in ``[start, end)``, cut short where a gap begins."""
         parts = []
         expected = start
-        for chunk_offset, payload, _, _ in self._log:
+        log = self._log
+        # the first chunk that ends after start: mostly one of the last few
+        i = len(log)
+        while i and _chunk_end(log[i - 1]) > start:
+            i -= 1
+            if len(log) - i > 8:
+                i = bisect_right(log, start, 0, i, key=_chunk_end)
+                break
+        for i in range(i, len(log)):
+            chunk_offset, payload = log[i][0], log[i][1]
             if payload is None:
                 continue
             chunk_end = chunk_offset + len(payload)
@@ -386,17 +416,32 @@ class RecordTracker:
                 break
             parts.append(bytes(payload[expected - chunk_offset:end - chunk_offset]))
             expected = min(chunk_end, end)
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _trim_log(self):
-        """Keep the chunks the earliest live candidate needs (or the last 4 bytes)."""
-        keep_from = min((c[0] for c in self._candidates), default=self.pos - 4)
-        self._log = [c for c in self._log
-                     if c[0] + (c[2] if c[1] is None else len(c[1])) > keep_from]
+        """Keep the chunks the earliest live candidate needs (or the last 4 bytes).
+        Chunks before them are dropped once they are half the log (constant time
+        per chunk); until then they are never read again."""
+        earliest = self._candidates.earliest()
+        keep_from = self.pos - 4 if earliest is None else earliest
+        log = self._log
+        # chunks end in order: if the one before _log_done ends before keep_from,
+        # so do all before it (whatever happened to the log since)
+        done = self._log_done
+        if done > len(log) or done and _chunk_end(log[done - 1]) > keep_from:
+            done = bisect_right(log, keep_from, key=_chunk_end)
+        else:
+            while done < len(log) and _chunk_end(log[done]) <= keep_from:
+                done += 1
+        if done and 2 * done >= len(log):
+            del log[:done]
+            done = 0
+        self._log_done = done
 
     def _sync_at(self, start, out):
         """Framing found at ``start``: replay the kept chunks from there in SYNC."""
-        log, self._log, self._candidates = self._log, [], []
+        log, self._log = self._log, []
+        self._candidates.clear()
         if self.tls_start is None:
             self.tls_start = start
         self.mode = SYNC
@@ -644,3 +689,124 @@ class RecordTracker:
                       coalesced=False, missing=self._missing,
                       messages=tuple(self._messages), complete=False,
                       received=received, header_length=self._hlen)
+
+
+def _chunk_end(chunk):
+    """Where a kept chunk (or hole) ends in the stream."""
+    return chunk[0] + (chunk[2] if chunk[1] is None else len(chunk[1]))
+
+
+class _Candidates:
+    """RESYNC's candidate record headers, by start.
+
+    A candidate is ``start -> (version, next_header_offset)``, or ``(None, None)``
+    while its header is cut at the end of the chunks so far. The candidates are
+    kept in the order they were found (a cut one moves to the end when
+    completed): at the end of the stream the first whose next header is
+    exactly there wins (``by_following`` finds it). Besides, a heap by next
+    header offset says which can be tested now, and the starts in order (a stream is scanned in order; those
+    that left are skipped lazily) give the earliest one. Every live candidate
+    starts within one record's span of the stream position, at least 3 bytes
+    after the one before it, so there are never more than
+    (10 + MAX_RECORD_LENGTH) / 3 of them.
+    """
+
+    __slots__ = ("by_start", "cut", "by_next", "by_following", "starts")
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self):
+        self.by_start = {}
+        self.cut = []                 # starts of the cut ones, in the order found
+        self.by_next = []             # heap of (next header offset, start)
+        self.by_following = {}        # next header offset -> starts, in the order found
+        self.starts = deque()         # starts in order (some may have left)
+
+    def __len__(self):
+        return len(self.by_start)
+
+    def __contains__(self, start):
+        return start in self.by_start
+
+    def as_list(self):
+        """(start, version, next header offset) of each, in order."""
+        return [(start, *rest) for start, rest in self.by_start.items()]
+
+    def add_all(self, found):
+        """New candidates, in order: (start, version, next header offset), both
+        None for one whose header is cut at the end of the chunks so far."""
+        by_start, by_next, push = self.by_start, self.by_next, heapq.heappush
+        by_following = self.by_following
+        for start, version, following in found:
+            by_start[start] = (version, following)
+            if following is None:
+                self.cut.append(start)
+            else:
+                push(by_next, (following, start))
+                starts = by_following.get(following)
+                if starts is None:
+                    by_following[following] = [start]
+                else:
+                    starts.append(start)
+        self._add_starts([start for start, _, _ in found])
+
+    def complete(self, start, version, following):
+        """A cut one (taken off with ``take_cut``) whose header is whole now."""
+        self.by_start[start] = (version, following)
+        heapq.heappush(self.by_next, (following, start))
+        self.by_following.setdefault(following, []).append(start)
+
+    def _add_starts(self, new):
+        starts = self.starts
+        while starts and starts[-1] not in self.by_start:
+            starts.pop()
+        starts.extend(new)
+        if len(starts) > len(new) and starts[-len(new) - 1] > new[0]:
+            # a stream is scanned in order, so new starts come after the others;
+            # if they ever did not, the starts are put in order again
+            self.starts = deque(sorted(set(starts)))
+
+    def take_cut(self, end):
+        """Take off the cut ones whose 5 header bytes are now in (they end before ``end``)."""
+        ready = [start for start in self.cut if start + 5 <= end]
+        if ready:
+            self.cut = [start for start in self.cut if start + 5 > end]
+            for start in ready:
+                del self.by_start[start]
+        return ready
+
+    def pop_followed_before(self, limit):
+        """Take off those whose next header starts before ``limit``: [(start, next header offset)]."""
+        by_next, by_start, by_following = self.by_next, self.by_start, self.by_following
+        out = []
+        while by_next and by_next[0][0] < limit:
+            following, start = heapq.heappop(by_next)
+            del by_start[start]
+            starts = by_following[following]
+            if len(starts) == 1:
+                del by_following[following]
+            else:
+                starts.remove(start)
+            out.append((start, following))
+        return out
+
+    def drop_before(self, limit):
+        """A hole up to ``limit``: drop the cut ones and those whose next header
+        starts before ``limit``."""
+        for start in self.cut:
+            del self.by_start[start]
+        self.cut = []
+        self.pop_followed_before(limit)
+
+    def earliest(self):
+        """The smallest start (None: none)."""
+        starts, by_start = self.starts, self.by_start
+        while starts and starts[0] not in by_start:
+            starts.popleft()
+        return starts[0] if starts else None
+
+    def first_followed_at(self, offset):
+        """The first (in order found) whose next header would start at ``offset``."""
+        starts = self.by_following.get(offset)
+        return starts[0] if starts else None
