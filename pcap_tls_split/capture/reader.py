@@ -204,6 +204,10 @@ def open_capture(path, linktypes=None):
         fail(f"cannot read: {e.strerror or e}")
     except Exception as e:
         fail(f"cannot read: {type(e).__name__}: {e}")
+    damage = getattr(stream, "cut", None)    # compressed data damaged after these bytes
+    if damage is not None and len(head) < SHB_LENGTH \
+            and not (head[:4] in PCAP_MAGICS and len(head) >= PCAP_HEADER_LENGTH):
+        fail(f"{damage} before the capture header")
     compressed = " (gzip-compressed)" if stream is not raw else ""
     if not head:
         fail(f"empty file{compressed}: not a pcap or pcapng capture")

@@ -2,7 +2,9 @@
 
 A stream's ``read(n)`` gives up to ``n`` bytes (fewer from a pipe: what it has
 now), ``b""`` at the end, and raises ``Cut`` when the (compressed) stream itself
-ends early or is corrupt, once the bytes before the damage are out.
+ends early or is corrupt, once the bytes before the damage are out: all of
+them, as far as zlib can decode (a bad CRC or length in a gzip trailer loses
+nothing; damage inside the deflate data loses what follows it).
 
 A pipe (a live capture) can be silent for a while: a ``RawSource`` given an
 ``on_quiet`` callback calls it, while it waits for the next bytes, every
@@ -78,6 +80,7 @@ class GzipSource:
         self.first = True
         self.done = False
         self.cut = None                  # Cut to raise once the data before it is out
+        self.step = None                 # after an error: feed this many bytes at a time
 
     @property
     def count(self):
@@ -92,6 +95,7 @@ class GzipSource:
             if self.tail:
                 inp, self.tail = self.tail, b""
             else:
+                self.step = None
                 inp = self.src.read(CHUNK)
                 if not inp:
                     if self.d is not None:
@@ -101,7 +105,7 @@ class GzipSource:
                     return b""
             if self.d is None:           # at the start of a member
                 if not self.first:
-                    inp = inp.lstrip(b"\0")      # zero padding between/after members
+                    inp = bytes(inp).lstrip(b"\0")   # zero padding between/after members
                     if not inp:
                         continue
                     if inp[0] != 0x1F:
@@ -109,23 +113,49 @@ class GzipSource:
                         return b""
                 self.first = False
                 self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            whole, rest = inp, b""
+            if self.step is not None and len(inp) > self.step:
+                whole = memoryview(inp)
+                inp, rest = whole[:self.step], whole[self.step:]
+            before = self.d.copy()
             try:
                 out = self.d.decompress(inp, n)
             except zlib.error as e:
-                self.cut = Cut(f"corrupt compressed (gzip) data ({e})")
+                if len(inp) > 1:
+                    # zlib gives nothing of a call that fails: go back to before
+                    # it and feed the same bytes in smaller pieces, to hand out
+                    # everything before the damage
+                    self.d = before
+                    self.step = max(1, len(inp) // 16)
+                    self.tail = whole
+                    continue
+                self.cut = Cut(_damage(e))
                 continue
             if self.d.eof:
-                self.tail = self.d.unused_data
+                left = self.d.unused_data
                 self.d = None
             else:
-                self.tail = self.d.unconsumed_tail
+                left = self.d.unconsumed_tail
+            self.tail = bytes(left) + bytes(rest) if len(left) and len(rest) else (left if len(left) else rest)
             if out:
                 return out
 
 
+def _damage(exc):
+    """What a zlib error says, in words."""
+    what = str(exc)
+    for check, field in (("incorrect data check", "CRC-32"), ("incorrect length check", "length")):
+        if check in what:
+            return (f"corrupt compressed (gzip) data: the {field} in its trailer does not match "
+                    "what it decompressed to (all of it was read; some bytes may be wrong)")
+    return f"corrupt compressed (gzip) data ({what})"
+
+
 def read_at_least(stream, buf, n):
-    """buf plus reads of the stream until it holds n bytes or the stream ends."""
-    have = len(buf)
+    """buf plus reads of the stream until it holds n bytes or the stream ends.
+    A ``Cut`` is raised only when no byte came: the bytes read before it are
+    returned first (the stream raises it again on the next read)."""
+    have = start = len(buf)
     if have >= n:
         return buf
     parts = [buf] if buf else []
@@ -133,8 +163,8 @@ def read_at_least(stream, buf, n):
         try:
             b = stream.read(max(CHUNK, n - have))
         except Cut:
-            if len(parts) > 1:           # hand out what came first; the stream
-                break                    # raises again on the next read
+            if have > start:             # hand out what came first
+                break
             raise
         if not b:
             break
