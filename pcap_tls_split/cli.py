@@ -18,6 +18,7 @@ import click
 
 from ._version import __version__
 from .api import ClusterUnavailable, analyze as run_analysis, expand_inputs
+from .api.inputs import not_regular
 from .findings import CODES, SEVERITIES, Severity
 from .report import render
 
@@ -166,13 +167,19 @@ class Progress:
             self.shown = False
 
 
+def _kind(path):
+    """`` (a named pipe (FIFO), not opened)`` for a skipped entry that is no regular file."""
+    what = not_regular(path)
+    return f" ({what}, not opened)" if what else ""
+
+
 def skipped_note(skipped, width):
     """One line naming the files a directory walk skipped (as many as fit ``width``)."""
     try:
         where = os.path.commonpath(skipped) if len(skipped) > 1 else os.path.dirname(skipped[0])
     except ValueError:            # absolute and relative paths mixed
         where = ""
-    names = [os.path.relpath(p, where) if where else p for p in skipped]
+    names = [(os.path.relpath(p, where) if where else p) + _kind(p) for p in skipped]
     head = f"skipped {len(skipped)} file(s) in {where or '.'}{os.sep}, not captures: "
     room = width - len(PROG) - 2 - len(head)
     said = ", ".join(names)

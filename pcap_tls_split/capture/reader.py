@@ -115,8 +115,8 @@ class Capture:
         underlies: damage stops it and is reported in `errors`; it never raises.
         (Plain tuples, not ``Frame``s: the fused packet loop reads one per packet.)"""
         if self._used:
-            if self.path == "-":
-                return iter(())          # standard input cannot be read twice
+            if self.path == "-" or self.size is None:
+                return iter(())          # standard input or a pipe cannot be read twice
             self.close()
             self.errors.clear()
             self._warned_linktypes.clear()

@@ -5,11 +5,18 @@ reassembly, the TLS heuristics for HTTP off and ``-d tls.port==P,data``: each
 decrypted record's plaintext comes out whole as ``data.data``, in record order.
 The first line of the plaintext, and for HTTP/1.x the message it belongs to
 (status line or body, by the headers' Content-Length), are read here.
+
+The key log is read once per run, whatever its size (a FIFO too), after our
+own analysis has found the client randoms of the captures' TLS connections:
+only their lines are kept, and tshark gets each capture's lines in a private
+temporary file (removed at the end, and on SIGTERM, SIGHUP and SIGINT, which
+end tshark first: ``tshark.ended_on_signals``).
 """
 
 import dataclasses
 import os
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -18,8 +25,8 @@ from ..api import expand_inputs
 from ..report import render
 from ..tls import wire as tls
 from .dissect import BridgeRun, WiresharkView, decode_as, our_connection, port_of, ports_filter
-from .tshark import (DECRYPT_PREFS, TLS_HEURISTICS, TsharkFailed, find_tshark, set_filter, tshark_parameters,
-                     timeout_for, tshark_packets)
+from .tshark import (DECRYPT_PREFS, TLS_HEURISTICS, TsharkFailed, ended_on_signals, find_tshark, set_filter,
+                     tshark_parameters, timeout_for, tshark_packets)
 
 FIRST_LINE_MAX = 60
 
@@ -211,6 +218,69 @@ def _context(side, records, depth=8):
     return out
 
 
+# -- the key log: read once, only the lines of the captures' client randoms --------------
+
+KEYLOG_LINE_MAX = 4096        # a key log line is under 250 bytes: longer ones are skipped
+
+
+def client_randoms(conn):
+    """The ClientHello randoms (hex, as key logs write them) of a connection's sides."""
+    return {side.tracker.client_random.hex().encode() for side in (conn.a, conn.b)
+            if side.tracker is not None and side.tracker.client_random is not None}
+
+
+def read_keylog(path, randoms):
+    """The lines of the key log at ``path`` (SSLKEYLOGFILE format) for these client
+    randoms: {random: [line, ...]}, and under None the ``RSA`` lines (keyed by
+    something else). Read once, line by line: any size, a FIFO too. ``OSError``
+    when it cannot be read."""
+    kept = defaultdict(list)
+    with open(path, "rb") as f:
+        while True:
+            line = f.readline(KEYLOG_LINE_MAX)
+            if not line:
+                break
+            if not line.endswith(b"\n") and len(line) == KEYLOG_LINE_MAX:
+                while line and not line.endswith(b"\n"):    # not a key log line: skipped
+                    line = f.readline(KEYLOG_LINE_MAX)
+                continue
+            fields = line.split()
+            if len(fields) != 3:
+                continue                                     # a comment, a blank line
+            key = fields[1].lower()
+            if key in randoms:
+                kept[key].append(b" ".join(fields) + b"\n")
+            elif fields[0] == b"RSA":
+                kept[None].append(b" ".join(fields) + b"\n")
+    return kept
+
+
+def write_keys(directory, name, kept, randoms):
+    """A private key log holding the lines of ``randoms`` (and the RSA lines): its path."""
+    path = os.path.join(directory, f"{name}.keys")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        for key in sorted(randoms):
+            f.writelines(kept.get(key, ()))
+        f.writelines(kept.get(None, ()))
+    return path
+
+
+def readable_again(path):
+    """Whether tshark can read ``path`` after us: a regular file (not standard input,
+    a pipe or a FIFO, which give their bytes once)."""
+    return path != "-" and os.path.isfile(path)
+
+
+def _once_only(path):
+    what = "standard input" if path == "-" else f"{path} (not a regular file)"
+    return TsharkFailed(f"{what} cannot be read a second time by tshark")
+
+
+def _keylog_unreadable(keylog, exc):
+    return TsharkFailed(f"cannot read the key log {keylog}: {exc.strerror or exc}")
+
+
 def _decrypt(path, keylog, connections, frames, tshark, timeout, display=None):
     """tshark's records of ``frames`` (or of ``display``), decrypted with ``keylog``:
     {(stream, src, dst): {offset: WiresharkRecord}}."""
@@ -290,14 +360,27 @@ def analyze(paths, *, keylog, tshark=None, timeout=None, on_connection=None, **o
         if conn.findings:
             flagged[conn.file][conn.stream] = conn
     decorated, notes = {}, defaultdict(list)
-    for path, reports in flagged.items():
+    with ended_on_signals(), tempfile.TemporaryDirectory(prefix="pcap-tls-split-keys-") as keydir:
+        # our analysis again: the records the findings are about, the client randoms
+        wanted = []
+        for path, reports in flagged.items():
+            if readable_again(path):
+                wanted.append((path, *_flagged_connections(path, reports, options.get("idle_timeout"))))
+            else:
+                notes[path].append(f"plaintext not added: {_once_only(path)}")
         try:
-            if path == "-":
-                raise TsharkFailed("standard input cannot be read a second time by tshark")
-            decorated.update({(path, c.stream): c for c in _decorate(
-                path, reports, keylog, tshark, timeout, options.get("idle_timeout"))})
-        except TsharkFailed as exc:
-            notes[path].append(f"plaintext not added: {exc}")
+            kept = read_keylog(keylog, set().union(*(w[2] for w in wanted))) if wanted else {}
+        except OSError as exc:
+            for path, _, _ in wanted:
+                notes[path].append(f"plaintext not added: {_keylog_unreadable(keylog, exc)}")
+            wanted = []
+        for number, (path, connections, randoms) in enumerate(wanted):
+            try:
+                keys = write_keys(keydir, number, kept, randoms)
+                decorated.update({(path, c.stream): c for c in _decorate(
+                    path, connections, keys, tshark, timeout)})
+            except TsharkFailed as exc:
+                notes[path].append(f"plaintext not added: {exc}")
     connections = tuple(decorated.get((c.file, c.stream), c) for c in report.connections)
     inputs = tuple(dataclasses.replace(i, errors=i.errors + tuple(notes[i.path])) if notes.get(i.path) else i
                    for i in report.inputs)
@@ -306,12 +389,13 @@ def analyze(paths, *, keylog, tshark=None, timeout=None, on_connection=None, **o
     return dataclasses.replace(report, inputs=inputs, connections=connections)
 
 
-def _decorate(path, reports, keylog, tshark, timeout, idle_timeout):
-    """The reports of ``path``'s flagged connections with plaintext: our analysis runs
-    again to reach the records the findings are about, tshark decrypts them."""
-    connections = []
+def _flagged_connections(path, reports, idle_timeout):
+    """Our analysis of ``path`` again, to reach the records its flagged connections'
+    findings are about: (those connections, the client randoms of all its TLS ones)."""
+    connections, randoms = [], set()
 
     def on_tls(conn):
+        randoms.update(client_randoms(conn))
         report = reports.get(conn.stream)
         if report is None:
             return
@@ -326,6 +410,12 @@ def _decorate(path, reports, keylog, tshark, timeout, idle_timeout):
         connections.append(ours)
 
     BridgeRun(path, {"idle_timeout": idle_timeout}, on_tls=on_tls).run()
+    return connections, randoms
+
+
+def _decorate(path, connections, keylog, tshark, timeout):
+    """The reports of ``path``'s flagged ``connections`` with plaintext: tshark
+    decrypts the records their findings are about with ``keylog``."""
     frames = set()
     for conn in connections:
         for _, _, _, record in conn.wanted:
@@ -361,35 +451,58 @@ def records(paths, *, keylog, stream=None, idle_timeout=None, tshark=None, timeo
     tshark = find_tshark(tshark)
     options = {"all_connections": False, "stream": stream, "idle_timeout": idle_timeout}
     texts, inputs = [], []
+    read = []
     for path in expand_inputs(paths):
-        rows, connections = [], {}
-        run = BridgeRun(path, options, on_record=rows.append,
-                   on_tls=lambda conn: connections.setdefault(conn.stream, our_connection(conn)))
-        inp = run.run()
-        view = None
-        if rows and connections:
-            try:
-                if path == "-":
-                    raise TsharkFailed("standard input cannot be read a second time by tshark")
-                conns = list(connections.values())
-                view = _decrypt(path, keylog, conns, None, tshark, timeout,
-                                display=f"{ports_filter(tshark, conns)} and tls")
-            except TsharkFailed as exc:
-                inp = dataclasses.replace(inp, errors=inp.errors + (f"plaintext not added: {exc}",))
-        inputs.append(inp)
-        earlier = defaultdict(list)
-        for row in rows:
-            conn = connections.get(row.stream)
-            if view is None or conn is None:
-                texts.append(RecordText(row))
-                continue
-            dst = conn_peer_endpoint(conn, row.src)
-            found = _lookup(view, row.stream, row.src, dst, row.offset) if row.complete else None
-            info = describe(row, found, earlier[(row.stream, row.src)][-8:])
-            if found is not None and found.plaintext is not None:
-                earlier[(row.stream, row.src)].append(found.plaintext)
-            texts.append(RecordText(row, _one_line(info, found), info))
+        rows, connections, randoms = [], {}, set()
+
+        def on_tls(conn, connections=connections, randoms=randoms):
+            randoms.update(client_randoms(conn))
+            connections.setdefault(conn.stream, our_connection(conn))
+
+        inp = BridgeRun(path, options, on_record=rows.append, on_tls=on_tls).run()
+        read.append((path, inp, rows, connections, randoms))
+    with ended_on_signals(), tempfile.TemporaryDirectory(prefix="pcap-tls-split-keys-") as keydir:
+        wanted = [entry for entry in read if entry[2] and entry[3] and readable_again(entry[0])]
+        try:
+            kept = read_keylog(keylog, set().union(*(w[4] for w in wanted))) if wanted else {}
+            unreadable = None
+        except OSError as exc:
+            unreadable = exc
+        for number, (path, inp, rows, connections, randoms) in enumerate(read):
+            view = None
+            if rows and connections:
+                try:
+                    if not readable_again(path):
+                        raise _once_only(path)
+                    if unreadable is not None:
+                        raise _keylog_unreadable(keylog, unreadable)
+                    conns = list(connections.values())
+                    keys = write_keys(keydir, number, kept, randoms)
+                    view = _decrypt(path, keys, conns, None, tshark, timeout,
+                                    display=f"{ports_filter(tshark, conns)} and tls")
+                except TsharkFailed as exc:
+                    inp = dataclasses.replace(inp, errors=inp.errors + (f"plaintext not added: {exc}",))
+            inputs.append(inp)
+            texts += _texts(rows, connections, view)
     return texts, inputs
+
+
+def _texts(rows, connections, view):
+    """The ``RecordText`` of each row (with the plaintext from tshark's ``view``)."""
+    texts = []
+    earlier = defaultdict(list)
+    for row in rows:
+        conn = connections.get(row.stream)
+        if view is None or conn is None:
+            texts.append(RecordText(row))
+            continue
+        dst = conn_peer_endpoint(conn, row.src)
+        found = _lookup(view, row.stream, row.src, dst, row.offset) if row.complete else None
+        info = describe(row, found, earlier[(row.stream, row.src)][-8:])
+        if found is not None and found.plaintext is not None:
+            earlier[(row.stream, row.src)].append(found.plaintext)
+        texts.append(RecordText(row, _one_line(info, found), info))
+    return texts
 
 
 def _one_line(info, found):

@@ -6,9 +6,17 @@ would race the child watcher); a timeout after which tshark is killed and
 reaped; pyshark's exceptions turned into ``TsharkFailed``. tshark runs with
 fixed preferences (``PREFS``), two passes, an empty personal configuration and
 the C locale, so nobody's profile changes the answer.
+
+Each tshark runs in a process group of its own, noted while it runs; inside
+``ended_on_signals`` a SIGTERM, SIGHUP or SIGINT of this process kills those
+groups before anything else, then ends the process the usual way (SystemExit
+with status 128 + the signal; KeyboardInterrupt for SIGINT), so that temporary
+files are removed too. (A SIGKILL cannot be caught: tshark then stops at its
+next write to the closed pipe.)
 """
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import os
@@ -16,6 +24,7 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 
 INSTALL_HINT = ("this needs tshark, Wireshark's command-line tool: install it "
                 "(Debian/Ubuntu: apt-get install tshark) or put it on PATH")
@@ -89,7 +98,55 @@ class _Loop(asyncio.SelectorEventLoop):
 
     async def subprocess_exec(self, protocol_factory, *args, **kwargs):
         kwargs.setdefault("env", self._env)
-        return await super().subprocess_exec(protocol_factory, *args, **kwargs)
+        kwargs.setdefault("process_group", 0)        # a group of its own: killed whole
+        transport, protocol = await super().subprocess_exec(protocol_factory, *args, **kwargs)
+        RUNNING.add(transport.get_pid())
+        return transport, protocol
+
+
+# -- tshark children, ended on every exit path ------------------------------------------
+
+RUNNING = set()   # process group ids (= pids) of the tshark children running now
+SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def kill_children():
+    """Kill every tshark child still running, with its process group."""
+    for pid in list(RUNNING):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            RUNNING.discard(pid)
+        except PermissionError:
+            pass
+
+
+def _on_signal(signum, frame):
+    kill_children()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def ended_on_signals():
+    """Inside: SIGTERM, SIGHUP and SIGINT kill the tshark children first (see the
+    module docstring). A signal that is ignored stays ignored; outside the main
+    thread (where handlers cannot be set) nothing changes."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            try:
+                previous[sig] = signal.signal(sig, _on_signal)
+            except (ValueError, OSError):
+                pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _env(confdir):
@@ -175,7 +232,7 @@ def tshark_packets(path, tshark, parameters, display_filter, on_packet, timeout)
 def _tshark_packets_here(path, tshark, parameters, display_filter, on_packet, timeout):
     from pyshark.capture.capture import TSharkCrashException
     capture_class = _capture_class()
-    with tempfile.TemporaryDirectory(prefix="pcap-tls-split-tshark-") as confdir:
+    with ended_on_signals(), tempfile.TemporaryDirectory(prefix="pcap-tls-split-tshark-") as confdir:
         loop = _Loop(_env(confdir))
         capture = task = None
         try:
@@ -205,6 +262,7 @@ async def _drain(capture, on_packet, timeout):
     for process in processes:
         # reap it here: pyshark's cleanup would kill (and reap) it under the child watcher
         await asyncio.wait_for(process.wait(), timeout)
+        RUNNING.discard(process.pid)
     try:
         await capture.close_async()
     except TSharkCrashException:
@@ -218,9 +276,12 @@ def _kill(loop, capture, task):
     for process in processes:
         if process.returncode is None:
             try:
-                os.kill(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
     tasks = set(asyncio.all_tasks(loop)) | set(getattr(capture, "_stderr_handling_tasks", ()))
     if task is not None:
         tasks.add(task)
@@ -230,6 +291,7 @@ def _kill(loop, capture, task):
     async def settle():
         for process in processes:
             await process.wait()
+            RUNNING.discard(process.pid)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     interrupted = None
@@ -244,6 +306,9 @@ def _kill(loop, capture, task):
     for done in tasks:
         if done.done() and not done.cancelled():
             done.exception()    # retrieved: nothing logged when the loop goes
+    for process in processes:
+        if process.returncode is not None:
+            RUNNING.discard(process.pid)
     capture._running_processes.clear()
     capture._stderr_handling_tasks = []
     loop.run_until_complete(loop.shutdown_asyncgens())
