@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench golden clean
+.PHONY: setup run test bench golden fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -29,9 +29,15 @@ bench: setup
 	$(BIN)/python bench/run.py --runs $(BENCH_RUNS) $(BENCH_ARGS)
 	$(BIN)/python bench/run.py --open-connections 20000 --runs $(BENCH_RUNS)
 
+# a long fuzz campaign: make fuzz SEED=1 CASES=20000 (failing inputs go to fuzz-failures/)
+SEED ?= 1
+CASES ?= 20000
+fuzz: setup
+	$(BIN)/python tests/fuzz.py --seed $(SEED) --cases $(CASES)
+
 # write tests/golden/ anew from the CLI's current output (then read the diff)
 golden: setup
 	$(BIN)/python tests/golden.py --update
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info fuzz-failures
