@@ -98,7 +98,8 @@ class _Loop(asyncio.SelectorEventLoop):
 
     async def subprocess_exec(self, protocol_factory, *args, **kwargs):
         kwargs.setdefault("env", self._env)
-        kwargs.setdefault("process_group", 0)        # a group of its own: killed whole
+        if hasattr(os, "killpg"):
+            kwargs.setdefault("process_group", 0)    # a group of its own: killed whole
         transport, protocol = await super().subprocess_exec(protocol_factory, *args, **kwargs)
         RUNNING.add(transport.get_pid())
         return transport, protocol
@@ -107,14 +108,14 @@ class _Loop(asyncio.SelectorEventLoop):
 # -- tshark children, ended on every exit path ------------------------------------------
 
 RUNNING = set()   # process group ids (= pids) of the tshark children running now
-SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
 
 
 def kill_children():
     """Kill every tshark child still running, with its process group."""
     for pid in list(RUNNING):
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL) if hasattr(os, "killpg") else os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             RUNNING.discard(pid)
         except PermissionError:
@@ -277,7 +278,7 @@ def _kill(loop, capture, task):
         if process.returncode is None:
             try:
                 os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+            except (ProcessLookupError, PermissionError, AttributeError):
                 try:
                     os.kill(process.pid, signal.SIGKILL)
                 except ProcessLookupError:
