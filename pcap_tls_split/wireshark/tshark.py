@@ -100,14 +100,25 @@ class _Loop(asyncio.SelectorEventLoop):
         kwargs.setdefault("env", self._env)
         if hasattr(os, "killpg"):
             kwargs.setdefault("process_group", 0)    # a group of its own: killed whole
-        transport, protocol = await super().subprocess_exec(protocol_factory, *args, **kwargs)
-        RUNNING.add(transport.get_pid())
+        # a signal while the child is started is acted on once it is noted (asyncio
+        # would leave a child started then behind): it is killed now, and the
+        # run ends when tshark_packets has cleaned up
+        SPAWNING.append(True)
+        try:
+            transport, protocol = await super().subprocess_exec(protocol_factory, *args, **kwargs)
+            RUNNING.add(transport.get_pid())
+        finally:
+            SPAWNING.pop()
+            if DEFERRED:
+                kill_children()
         return transport, protocol
 
 
 # -- tshark children, ended on every exit path ------------------------------------------
 
 RUNNING = set()   # process group ids (= pids) of the tshark children running now
+SPAWNING = []     # not empty while a child is being started
+DEFERRED = []     # a signal that came meanwhile
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
 
 
@@ -124,9 +135,24 @@ def kill_children():
 
 def _on_signal(signum, frame):
     kill_children()
+    if SPAWNING:
+        DEFERRED.append(signum)
+        return
+    _end_for(signum)
+
+
+def _end_for(signum):
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def _deferred_signal():
+    """A signal that came while tshark was being started: end the run now."""
+    if DEFERRED:
+        signum = DEFERRED.pop()
+        DEFERRED.clear()
+        _end_for(signum)
 
 
 @contextlib.contextmanager
@@ -250,6 +276,7 @@ def _tshark_packets_here(path, tshark, parameters, display_filter, on_packet, ti
             if capture is not None:
                 _kill(loop, capture, task)
             loop.close()
+            _deferred_signal()
     # tshark exits 2 on a capture cut short in the middle of a packet, after
     # printing all it could read: keep that, fail on anything else
     if returncode and "cut short" not in error:
