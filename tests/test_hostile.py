@@ -214,13 +214,15 @@ def test_a_killed_run_leaves_no_tshark_and_no_key_file(tmp_path, tshark, signum,
         deadline = time.monotonic() + 60
         while not _tshark_reading(capture) and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        (command,) = _tshark_reading(capture).values()
+        ((pid, command),) = _tshark_reading(capture).items()
         (keys,) = [arg.split(b":", 1)[1] for arg in command if arg.startswith(b"tls.keylog_file:")]
         assert os.path.exists(keys) and keys != os.fsencode(SAMPLES / "field-bug-tls12.keys")
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        (config,) = [v.split(b"=", 1)[1] for v in environment if v.startswith(b"WIRESHARK_CONFIG_DIR=")]
         run.send_signal(signum)
         assert run.wait(30) == status
         assert _tshark_reading(capture) == {}           # gone when we are: not later
-        assert not os.path.exists(keys)
+        assert not os.path.exists(keys) and not os.path.exists(config)
         assert b"Traceback" not in run.stderr.read()
     finally:
         if run.poll() is None:
