@@ -353,6 +353,11 @@ def run_case(case, workdir):
     return problems
 
 
+def _analysed(path, rows):
+    """The library's report of ``path`` (an unreadable input reported, not raised)."""
+    return pcap_tls_split.analyze(path, all_connections=True, on_record=rows.append, errors="report")
+
+
 def _check_cut(case, path, workdir, problems):
     """The cut capture against the frames wholly before the cut."""
     clean = dict(captures_cache)[case.source]
@@ -365,8 +370,8 @@ def _check_cut(case, path, workdir, problems):
         f.write(clean[:whole])
     try:
         got, want = [], []
-        cut_report = pcap_tls_split.analyze(path, all_connections=True, on_record=got.append)
-        clean_report = pcap_tls_split.analyze(prefix, all_connections=True, on_record=want.append)
+        cut_report = _analysed(path, got)
+        clean_report = _analysed(prefix, want)
     finally:
         os.unlink(prefix)
     if _comparable(cut_report, got, path) != _comparable(clean_report, want, prefix):
@@ -395,8 +400,8 @@ def _check_compressed(case, path, workdir, problems):
         f.write(salvage(case.data))
     try:
         got, want = [], []
-        packed_report = pcap_tls_split.analyze(path, all_connections=True, on_record=got.append)
-        plain_report = pcap_tls_split.analyze(plain, all_connections=True, on_record=want.append)
+        packed_report = _analysed(path, got)
+        plain_report = _analysed(plain, want)
     finally:
         os.unlink(plain)
     if plain_report.inputs[0].format is None and packed_report.inputs[0].format is None:
