@@ -9,7 +9,7 @@ ERRORS = ("raise", "report")
 
 def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
             on_connection=None, on_record=None, jobs=1, dask=None, progress=None, fused=True,
-            errors="raise"):
+            errors="raise", limits=None):
     """Analyse captures and return a ``Report``.
 
     ``paths``: a path, or a list of them (files, directories, ``-`` for standard
@@ -34,11 +34,15 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     (``format`` None) and goes on with the others, as the command line does. A capture
     that is readable up to some damage is never an error here: it is analysed up to
     the damage, which is told in its ``errors``.
+    ``limits``: bounds on the connection table's state, a dict with any of
+    ``max_half_open``, ``max_connections``, ``max_tombstones`` (defaults:
+    ``pcap_tls_split.tcp.table.MAX_*``); what a bound lets go is said in the
+    input's ``errors``.
     """
     if errors not in ERRORS:
         raise ValueError(f"errors must be one of {ERRORS}, not {errors!r}")
     options = {"all_connections": all_connections, "stream": stream, "idle_timeout": idle_timeout,
-               "fused": fused}
+               "fused": fused, "limits": dict(limits or {})}
     inputs, connections = [], []
     tcp = tls_count = flagged = 0
     by_code = {}

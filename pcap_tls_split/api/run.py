@@ -85,7 +85,7 @@ class FileRun:
         table = ConnectionTable(
             self.connection_ended,
             on_record=self.record_found if self.user_on_record is not None else None,
-            idle_timeout=IDLE_TIMEOUT if idle is None else idle)
+            idle_timeout=IDLE_TIMEOUT if idle is None else idle, **self.options.get("limits", {}))
         packets = 0
         progress = self.progress
         if capture.live:
@@ -102,7 +102,8 @@ class FileRun:
                 table.finish()
             except Exception as exc:
                 self.errors.append(f"{self.path}: internal error at the end: {type(exc).__name__}: {exc}")
-            errors = list(capture.errors) + self.errors
+            errors = list(capture.errors) + self.errors + \
+                [f"{self.path}: {said}" for said in table.anomalies()]
             return InputReport(path=self.path, format=capture.format, packets=packets,
                                tcp_connections=table.connection_count, tls_connections=self.tls,
                                errors=tuple(errors))

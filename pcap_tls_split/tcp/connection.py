@@ -174,6 +174,13 @@ class Connection:
         self.quoted = False           # opened by a TCP header an ICMP error quoted: no packet yet
         self.socks = None             # SocksWatch while a SOCKS handshake may spend a stream number
 
+    @property
+    def half_open(self):
+        """Not ended, and no SYN-ACK nor payload byte seen yet (a flood's connections)."""
+        a, b = self.a, self.b
+        return (self.ended_at is None and a.tracker is None and b.tracker is None
+                and not a.synack and not b.synack)
+
     # -- roles ----------------------------------------------------------------
 
     @property

@@ -16,6 +16,14 @@ connection so that late packets do not renumber the streams after it, and a
 SYN with the initial sequence number its client started with (a retried
 handshake, even after a RST) goes on in that stream, as in Wireshark.
 
+The state is bounded whatever the capture: at most ``max_half_open``
+connections that have seen neither a SYN-ACK nor a payload byte (beyond it the
+oldest opened is ended, as by its idle timeout), at most ``max_connections``
+tracked at once (the oldest opened first), at most ``max_tombstones``
+tombstones (the oldest forgotten: a late packet of that connection then opens
+a new one). Each bound costs constant amortised time per new connection;
+``evictions`` counts what each let go and ``anomalies`` says it in words.
+
 Wireshark's other numbering rules followed here: a TCP header quoted in an
 ICMP error (``frame.ICMP_QUOTE``) takes a stream number when no connection
 has that 4-tuple yet; the SOCKS dissector (port 1080) spends one for the
@@ -37,6 +45,7 @@ for ``QUIET`` seconds, and those idle for ``idle_timeout`` counting the silence.
 """
 
 import struct
+from collections import OrderedDict
 from typing import NamedTuple
 
 from ..frame import ACK, ICMP_QUOTE, SYN
@@ -51,6 +60,11 @@ SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections...
 SWEEP_SECONDS = 1.0  # ...or seconds of capture time, whichever comes first
 JUMP_LEAST = 60.0   # capture time jumping ahead by more (and the idle timeout) waits for a second packet
 QUIET = 1.0  # seconds of wall-clock silence of a live source after which ended connections are finished
+# Bounds on the state a flood can make the table keep (SYN floods, scans, SYN+RST
+# storms): beyond them the oldest are let go, each one counted (``evictions``).
+MAX_HALF_OPEN = 10_000       # connections that have seen no SYN-ACK and no payload
+MAX_CONNECTIONS = 200_000    # connections tracked at once
+MAX_TOMBSTONES = 100_000     # ended connections remembered for their late packets
 
 
 class Entry(NamedTuple):
@@ -88,17 +102,25 @@ class ConnectionTable:
     """Finds each segment's connection, numbering them as Wireshark's tcp.stream."""
 
     def __init__(self, on_connection, on_record=None, idle_timeout=IDLE_TIMEOUT,
-                 linger=LINGER):
+                 linger=LINGER, max_half_open=MAX_HALF_OPEN, max_connections=MAX_CONNECTIONS,
+                 max_tombstones=MAX_TOMBSTONES):
         self.on_connection = on_connection
         self.on_record = on_record
         self.idle_timeout = idle_timeout
         self.linger = linger
         self.by_key = {}              # (src, sport, dst, dport) -> Entry
         self.by_wire = {}             # the same, keyed by wire_key (src + dst + ports as on the wire)
-        self.tombstones = {}          # (src, sport, dst, dport) -> Tombstone
+        # OrderedDicts: the oldest is taken in constant time however many went before
+        self.tombstones = OrderedDict()   # (src, sport, dst, dport) -> Tombstone, oldest first
         self.streams = 0              # stream numbers given so far
         self.spent = 0                # ... of which spent as Wireshark's SOCKS dissector does
         self.late_packets = 0
+        self.max_half_open = max_half_open
+        self.max_connections = max_connections
+        self.max_tombstones = max_tombstones
+        self.evictions = {"half_open": 0, "connections": 0, "tombstones": 0}
+        self._opened = OrderedDict()      # Connection -> None, in the order opened (oldest first)
+        self._half_open = OrderedDict()   # the same, of those that may still be half-open
         self.now = 0.0                # capture time of the last segment
         # Invariant: a sweep is due when the countdown reaches 0 or capture time
         # passes the last sweep by SWEEP_SECONDS; nothing but tick (and end_run,
@@ -215,6 +237,7 @@ class ConnectionTable:
         src, sport, dst, dport = key
         a, b = Side(src, sport), Side(dst, dport)
         conn = Connection(stream, a, b, time, self.on_record, midstream)
+        self._bound(conn)
         self.by_key[key] = Entry(conn, a, b)
         self.by_key[(dst, dport, src, sport)] = Entry(conn, b, a)
         if SOCKS_PORT in (sport, dport):
@@ -223,6 +246,37 @@ class ConnectionTable:
         else:
             self._wire(conn)
         return conn
+
+    def _bound(self, conn):
+        """A new connection: make room for it within the bounds (the oldest let go)."""
+        opened, half = self._opened, self._half_open
+        while len(half) >= self.max_half_open:
+            old = half.popitem(last=False)[0]
+            if old in opened and old.half_open:
+                self.evictions["half_open"] += 1
+                self._end(old, "evicted")
+        while len(opened) >= self.max_connections:
+            old = next(iter(opened))      # (an OrderedDict: constant time)
+            half.pop(old, None)
+            self.evictions["connections"] += 1
+            self._end(old, "evicted")
+        opened[conn] = None
+        half[conn] = None
+
+    def anomalies(self):
+        """What the bounds let go, in words (empty: nothing)."""
+        said = []
+        e = self.evictions
+        if e["half_open"]:
+            said.append(f"connection table: {e['half_open']} half-open connection(s) let go, oldest first "
+                        f"(at most {self.max_half_open} kept: a SYN flood or a scan?)")
+        if e["connections"]:
+            said.append(f"connection table: {e['connections']} connection(s) ended early, oldest first "
+                        f"(at most {self.max_connections} tracked at once)")
+        if e["tombstones"]:
+            said.append(f"connection table: {e['tombstones']} ended connection(s) forgotten, oldest first "
+                        f"(at most {self.max_tombstones} remembered): a late packet of one opens a new stream")
+        return said
 
     def _wire(self, conn):
         """Index the connection by its wire keys too (for the fused packet loop)."""
@@ -249,10 +303,16 @@ class ConnectionTable:
         self.by_key.pop((b.addr, b.port, a.addr, a.port), None)
         self.by_wire.pop(wire_key(a.addr, a.port, b.addr, b.port), None)
         self.by_wire.pop(wire_key(b.addr, b.port, a.addr, a.port), None)
-        kind = "idle" if reason == "idle" else "closed"
+        self._opened.pop(conn, None)
+        kind = "idle" if reason in ("idle", "evicted") else "closed"
         client = conn.client
-        self.tombstones[key] = Tombstone(conn.stream, kind, conn.last, (client.addr, client.port),
-                                         client.first_seq if client.syn else None)
+        tombstones = self.tombstones
+        tombstones.pop(key, None)
+        if len(tombstones) >= self.max_tombstones:
+            tombstones.popitem(last=False)
+            self.evictions["tombstones"] += 1
+        tombstones[key] = Tombstone(conn.stream, kind, conn.last, (client.addr, client.port),
+                                    client.first_seq if client.syn else None)
         conn.end_reason = reason
         conn.finish()
         self.on_connection(conn)
@@ -264,7 +324,7 @@ class ConnectionTable:
 
     def connections(self):
         """The open connections, each once."""
-        return list({id(e.connection): e.connection for e in self.by_key.values()}.values())
+        return list(self._opened)
 
     def sweep(self):
         """Finish connections that ended a while ago or went idle."""
@@ -277,9 +337,10 @@ class ConnectionTable:
                 ended.append((conn, "idle"))
         for conn, reason in sorted(ended, key=lambda item: item[0].stream):
             self._end(conn, reason)
-        horizon = now - 2 * self.idle_timeout
-        if len(self.tombstones) > 100000:
-            self.tombstones = {k: v for k, v in self.tombstones.items() if v.time >= horizon}
+        # the half-open index: drop those that are no longer (amortised: each once)
+        half = self._half_open
+        if len(half) > 64 and len(half) * 2 > len(self._opened):
+            self._half_open = OrderedDict((c, None) for c in half if c in self._opened and c.half_open)
 
     def quiet(self, seconds):
         """A live source has sent nothing for ``seconds`` of wall-clock time (called
@@ -297,4 +358,4 @@ class ConnectionTable:
         """End of the capture: finish every connection, in stream order."""
         for conn in sorted(self.connections(), key=lambda c: c.stream):
             self._end(conn, "end of capture")
-        self.tombstones = {}
+        self.tombstones = OrderedDict()

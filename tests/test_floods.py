@@ -1,0 +1,108 @@
+"""Floods: the connection table's state stays bounded, and says what it let go
+(pcap_tls_split/tcp/table.py: max_half_open, max_connections, max_tombstones)."""
+
+import struct
+import tracemalloc
+
+import pcap_tls_split
+from pcap_tls_split.frame import ACK, PSH, RST, SYN
+from pcap_tls_split.tcp import ConnectionTable
+from playbook import CLIENT_ADDR, SERVER_ADDR, client_hello
+
+
+def addr(n):
+    return bytes((10, (n >> 16) & 255, (n >> 8) & 255, n & 255))
+
+
+def test_a_syn_flood_keeps_at_most_max_half_open_and_counts_the_rest():
+    ended = []
+    table = ConnectionTable(ended.append, max_half_open=100)
+    for n in range(1000):
+        table.packet(n + 1, 1.0 + n * 1e-3, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+        assert len(table.connections()) <= 100
+    assert table.evictions["half_open"] == 900
+    # the oldest went first, each ended as by an idle timeout
+    assert [c.stream for c in ended] == list(range(900)) and {c.end_reason for c in ended} == {"evicted"}
+    said = table.anomalies()
+    assert len(said) == 1 and "900 half-open connection(s)" in said[0] and "at most 100" in said[0]
+    table.finish()
+    assert table.streams == 1000 and len(ended) == 1000
+
+
+def test_half_open_eviction_spares_connections_that_got_going():
+    ended = []
+    table = ConnectionTable(ended.append, max_half_open=10)
+    table.packet(1, 1.0, CLIENT_ADDR, SERVER_ADDR, 40000, 443, 100, 0, SYN, b"", 0)
+    table.packet(2, 1.0, SERVER_ADDR, CLIENT_ADDR, 443, 40000, 900, 101, SYN | ACK, b"", 0)
+    table.packet(3, 1.0, CLIENT_ADDR, SERVER_ADDR, 40000, 443, 101, 901, ACK | PSH, client_hello(), 0)
+    for n in range(100):
+        table.packet(n + 4, 2.0, addr(n + 1000), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+    assert [c.stream for c in table.connections()][0] == 0     # the real one is still tracked
+    assert table.evictions["half_open"] == 90 and all(c.stream != 0 for c in ended)
+
+
+def test_max_connections_ends_the_oldest_opened():
+    ended = []
+    table = ConnectionTable(ended.append, max_connections=50, max_half_open=10**6)
+    for n in range(200):
+        table.packet(2 * n + 1, 1.0, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+        table.packet(2 * n + 2, 1.0, SERVER_ADDR, addr(n), 443, 40000, 7, n + 1, SYN | ACK, b"", 0)
+    assert len(table.connections()) == 50 and table.evictions["connections"] == 150
+    assert [c.stream for c in ended] == list(range(150))
+    assert "150 connection(s) ended early" in " ".join(table.anomalies())
+
+
+def test_syn_rst_pairs_keep_at_most_max_tombstones_in_linear_time():
+    ended = []
+    table = ConnectionTable(ended.append, max_tombstones=1000)
+    for n in range(20000):
+        t = n * 0.01
+        table.packet(2 * n + 1, t, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+        table.packet(2 * n + 2, t, SERVER_ADDR, addr(n), 443, 40000, 0, n + 1, RST | ACK, b"", 0)
+        assert len(table.tombstones) <= 1000
+    table.finish()
+    assert len(ended) == 20000 and table.evictions["tombstones"] > 18000
+    assert "forgotten" in " ".join(table.anomalies())
+
+
+def _syn_flood_pcap(path, count):
+    """A pcap of ``count`` SYNs from as many sources (Ethernet, IPv4, TCP)."""
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    eth = b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00"
+    with open(path, "wb") as f:
+        f.write(head)
+        for n in range(count):
+            ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 40, n & 0xFFFF, 0, 64, 6, 0, addr(n), SERVER_ADDR)
+            tcp = struct.pack(">HHIIBBHHH", 40000 + n % 1000, 443, n, 0, 0x50, 0x02, 65535, 0, 0)
+            frame = eth + ip + tcp
+            f.write(struct.pack("<IIII", 1_700_000_000 + n // 100_000, n % 100_000 * 10, len(frame),
+                                len(frame)) + frame)
+
+
+def _peak(path):
+    tracemalloc.start()
+    report = pcap_tls_split.analyze(str(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return report, peak
+
+
+def test_a_syn_flood_capture_says_what_was_let_go_in_bounded_memory(tmp_path):
+    small, large = tmp_path / "flood-20k.pcap", tmp_path / "flood-40k.pcap"
+    _syn_flood_pcap(small, 20000)
+    _syn_flood_pcap(large, 40000)
+    _, peak_small = _peak(small)
+    report, peak_large = _peak(large)
+    inp = report.inputs[0]
+    assert inp.packets == 40000 and inp.tcp_connections == 40000
+    assert any("30000 half-open connection(s) let go" in e and str(large) in e for e in inp.errors)
+    # at most 10,000 half-open connections kept: twice the flood, not twice the memory
+    assert peak_large < 1.2 * peak_small, (peak_small, peak_large)
+
+
+def test_the_bounds_are_set_through_analyze(tmp_path):
+    path = tmp_path / "flood.pcap"
+    _syn_flood_pcap(path, 500)
+    report = pcap_tls_split.analyze(str(path), limits={"max_half_open": 100})
+    assert any("400 half-open connection(s) let go" in e for e in report.inputs[0].errors)
+    assert not pcap_tls_split.analyze(str(path)).inputs[0].errors
