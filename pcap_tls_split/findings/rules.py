@@ -44,7 +44,10 @@ class Finding:
     ``tcp.stream eq N && frame.number >= F``)."""
 
 
-def _finding(code, side, time, frame, message, evidence, severity=None, confidence="high"):
+def _finding(code, side, time, frame, message, evidence, severity=None, confidence="high", why=None):
+    """A finding; ``why`` (the reason its confidence is below high) goes into its evidence."""
+    if why:
+        evidence["confidence_reason"] = why
     return Finding(code, CODES[code].severity if severity is None else Severity.of(severity),
                    confidence, side, time, frame, message, evidence)
 
@@ -88,15 +91,13 @@ def close_inside_record(f):
         "record_first_frame": record.first_frame, "record_last_frame": record.last_frame,
         "rest_captured": record.complete, "handshake_only": handshake_only,
     }
-    if why:
-        evidence["confidence_reason"] = why
     closer_role, peer_role = f.role(closer), f.role(peer)
     message = (f"{closer_role} closed ({close.kind.upper()}, frame {close.frame}) with "
                f"{reach - record.offset} of {record.size} bytes of {peer_role} record "
                f"#{record.index} ({type_name(record.type)}) received, "
                f"{len(received)}/{len(record.frames)} segments; {_ms(reaction)} after its last segment")
     return _finding("close_inside_record", closer_role, close.time, close.frame, message, evidence,
-                    severity="info" if handshake_only else None, confidence=confidence)
+                    severity="info" if handshake_only else None, confidence=confidence, why=why)
 
 
 def _pending_data(f):
@@ -142,8 +143,6 @@ def close_before_pending_records(f):
         "handshake_only": handshake_only,
         "peer_farewell": farewell,
     }
-    if why:
-        evidence["confidence_reason"] = why
     closer_role, peer_role = f.role(closer), f.role(peer)
     if post_handshake_only:
         what = "post-handshake records (session tickets)"
@@ -159,7 +158,7 @@ def close_before_pending_records(f):
                f"(next record frame {first.first_frame}, {_ms(pause)} after the last)")
     severity = "info" if post_handshake_only or handshake_only else "low" if farewell else None
     return _finding("close_before_pending_records", closer_role, close.time, close.frame, message,
-                    evidence, severity=severity, confidence=confidence)
+                    evidence, severity=severity, confidence=confidence, why=why)
 
 
 def close_before_peer_finished(f):
@@ -193,15 +192,13 @@ def close_before_peer_finished(f):
                 "peer_answered": answered,
                 "peer_alert_first": peer_alert is not None,
                 "peer_rst_frame": peer.close.frame}
-    if why:
-        evidence["confidence_reason"] = why
     closer_role, peer_role = f.role(closer), f.role(peer)
     message = (f"{closer_role} closed ({close.kind.upper()}, frame {close.frame}, {reaction_kind}, "
                f"{_ms(reaction)} after the {peer_role}'s last segment) and the {peer_role} "
                f"answered with RST (frame {peer.close.frame}): it had not finished"
                + ("" if answered else "; its request was never answered"))
     return _finding("close_before_peer_finished", closer_role, close.time, close.frame, message,
-                    evidence, confidence=confidence)
+                    evidence, confidence=confidence, why=why)
 
 
 def close_during_handshake(f):
