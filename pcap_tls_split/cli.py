@@ -388,15 +388,22 @@ def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on
                        min_severity=Severity(min_severity) if min_severity else None,
                        all_connections=all_connections)
     out = session.out if output in (None, "-") else _output(output)
-    on_connection = None
-    if fmt == "jsonl":
-        def on_connection(conn):
+    # json and jsonl: each connection written (or spooled) as it ends, none held
+    listed = render.Listed()
+    document = render.JsonDocument(view) if fmt == "json" else None
+
+    def on_connection(conn):
+        listed.add(conn)
+        if document is not None:
+            document.add(conn)
+        elif fmt == "jsonl":
             line = render.jsonl_connection(conn, view)
             if line is not None:
                 out.write(line)
                 out.flush()
+    keep = fmt not in ("json", "jsonl") or keylog is not None
     options = dict(all_connections=all_connections, stream=stream, idle_timeout=idle_timeout,
-                   on_connection=on_connection, errors="report")
+                   on_connection=on_connection, errors="report", keep_connections=keep)
     if interface is not None:
         result = _live(interface, bpf, session, options)
     else:
@@ -413,13 +420,15 @@ def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on
     session.close()
     if fmt == "html":
         _view().html.write(result, out, idle_timeout)
+    elif document is not None:
+        document.write(result, out)
     else:
         render.RENDERERS[fmt](result, out, view)
     out.flush()
     _input_errors(result.inputs)
-    _stream_note(stream, result.inputs, result.connections,
+    _stream_note(stream, result.inputs, listed.count,
                  "not a TLS connection" if all_connections else "no finding there (--all lists it if it is TLS)")
-    _exit_for(result.unreadable, result.worst(), fail_on)
+    _exit_for(result.unreadable, listed.worst, fail_on)
 
 
 def _by(by, inputs, fmt, stream, idle_timeout, session, fail_on, keylog, output):

@@ -9,7 +9,7 @@ ERRORS = ("raise", "report")
 
 def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
             on_connection=None, on_record=None, jobs=1, dask=None, progress=None, fused=True,
-            errors="raise", limits=None):
+            errors="raise", limits=None, keep_connections=True):
     """Analyse captures and return a ``Report``.
 
     ``paths``: a path, or a list of them (files, directories, ``-`` for standard
@@ -38,11 +38,14 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     ``max_half_open``, ``max_connections``, ``max_tombstones`` (defaults:
     ``pcap_tls_split.tcp.table.MAX_*``); what a bound lets go is said in the
     input's ``errors``.
+    ``keep_connections``: False leaves ``Report.connections`` empty, so that memory
+    stays flat however many connections are listed (they reach ``on_connection``
+    as they end; the summary counts them all the same).
     """
     if errors not in ERRORS:
         raise ValueError(f"errors must be one of {ERRORS}, not {errors!r}")
     options = {"all_connections": all_connections, "stream": stream, "idle_timeout": idle_timeout,
-               "fused": fused, "limits": dict(limits or {})}
+               "fused": fused, "limits": dict(limits or {}), "keep": keep_connections}
     inputs, connections = [], []
     tcp = tls_count = flagged = 0
     by_code = {}
@@ -58,7 +61,8 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
             for row in result.records or ():
                 on_record(row)
         inputs.append(result.input)
-        connections += sorted(result.listed, key=lambda c: c.stream)
+        if keep_connections:
+            connections += sorted(result.listed, key=lambda c: c.stream)
         tcp += result.tcp
         tls_count += result.tls
         flagged += result.flagged

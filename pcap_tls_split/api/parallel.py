@@ -50,7 +50,8 @@ def map_files(work, paths, jobs=1, dask=None, progress=None):
 
 
 def _analyze_in_worker(path, options, keep_records):
-    result = analyze_file(path, options, keep_records=keep_records)
+    # the parent replays what a worker listed: it sends them all
+    result = analyze_file(path, dict(options, keep=True), keep_records=keep_records)
     result.remote = True
     return result
 

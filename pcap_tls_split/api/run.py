@@ -19,8 +19,9 @@ from ..tcp import IDLE_TIMEOUT, ConnectionTable
 class FileRun:
     """One input through the path; collects its connections as they end.
 
-    ``options``: ``all_connections``, ``stream``, ``idle_timeout``, ``fused``
-    (as ``pcap_tls_split.analyze`` takes them). Subclasses may look at each
+    ``options``: ``all_connections``, ``stream``, ``idle_timeout``, ``fused``,
+    ``limits`` (as ``pcap_tls_split.analyze`` takes them), ``keep`` (False: the
+    listed connections go to ``on_connection`` only, not into ``listed``). Subclasses may look at each
     finished connection in ``connection_ended`` (the Wireshark bridge does)."""
 
     def __init__(self, path, options, on_connection=None, on_record=None):
@@ -65,7 +66,8 @@ class FileRun:
             return
         if not (found or self.options.get("all_connections")):
             return
-        self.listed.append(report)
+        if self.options.get("keep", True):
+            self.listed.append(report)
         if self.user_on_connection is not None:
             self.user_on_connection(report)
 

@@ -215,10 +215,21 @@ class RecordRow:
     """Bytes of its header: 5 (2 or 3 for an SSLv2-format record, type ``sslv2``)."""
 
 
+_FIELDS = {}   # dataclass -> its field names (dataclasses.fields is slow)
+
+
 def to_plain(value):
     """Dataclasses to dicts, tuples to lists, floats rounded to the microsecond."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind is float:
+        return round(value, 6)
+    if kind in _SCALARS or value is None:
+        return value
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
     if isinstance(value, dict):
         return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -226,3 +237,6 @@ def to_plain(value):
     if isinstance(value, float):
         return round(value, 6)
     return value
+
+
+_SCALARS = frozenset((str, int, bool))

@@ -21,7 +21,9 @@ import datetime
 import json
 import os
 import re
+import tempfile
 import textwrap
+from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -29,7 +31,7 @@ from tabulate import tabulate
 
 from ..findings import CODES, Severity
 from ..tls import wire
-from .model import to_plain
+from .model import SCHEMA, TOOL, to_plain
 
 FINDING_CSV_COLUMNS = ("file", "stream", "client", "server", "code", "severity", "side", "frame",
                        "message", "confidence", "time", "time_utc", "tls_version", "sni", "alpn",
@@ -518,7 +520,82 @@ def visible(report, view):
 
 
 def render_json(report, out, view=View()):
-    write_json(visible(report, view).to_dict(), out)
+    """The JSON document of a report that holds its connections."""
+    document = JsonDocument(view)
+    for conn in report.connections:
+        document.add(conn)
+    document.write(report, out)
+
+
+class Listed:
+    """How many connections were listed and their worst finding's ``Severity``
+    (None: no finding), counted as they end (``Report.worst`` without the report
+    holding them)."""
+
+    def __init__(self):
+        self.count = 0
+        self.worst = None
+
+    def add(self, conn):
+        self.count += 1
+        for finding in conn.findings:
+            if self.worst is None or finding.severity > self.worst:
+                self.worst = finding.severity
+
+
+class JsonDocument:
+    """``--format json`` without holding the connections: each one is encoded (by
+    the C encoder: one line per connection) as it ends, into a spool file, its place
+    noted (input, stream); ``write`` then writes the document: schema, tool and
+    inputs, the connections in order (inputs in order, streams in order within one)
+    copied from the spool, the summary."""
+
+    def __init__(self, view=View()):
+        self.view = view
+        self._spool = None
+        self._files = {}            # path -> its number, in the order first seen
+        self._keys = array("q")     # (file number << 32 | stream) of each connection
+        self._offsets = array("q")  # where its text starts in the spool
+        self._sizes = array("q")
+
+    def add(self, conn):
+        line = jsonl_connection(conn, self.view)
+        if line is None:
+            return
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile(prefix="pcap-tls-split-json-")
+        data = line[:-1].encode()
+        number = self._files.setdefault(conn.file, len(self._files))
+        self._keys.append(number << 32 | conn.stream)
+        self._offsets.append(self._spool.tell())
+        self._sizes.append(len(data))
+        self._spool.write(data)
+
+    def write(self, report, out):
+        """The whole document (``report``: its inputs and summary)."""
+        head = {"schema": SCHEMA, "tool": dict(TOOL)}
+        out.write("{\n")
+        for key, value in head.items():
+            out.write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
+        inputs = [to_plain(i) for i in report.inputs]
+        out.write('  "inputs": [' + ",".join("\n    " + json.dumps(i) for i in inputs)
+                  + ("\n  ],\n" if inputs else "],\n"))
+        out.write('  "connections": [')
+        keys, offsets, sizes = self._keys, self._offsets, self._sizes
+        spool = self._spool
+        if spool is not None:
+            spool.flush()
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            sep = "\n    "
+            for i in order:
+                spool.seek(offsets[i])
+                out.write(sep + spool.read(sizes[i]).decode())
+                sep = ",\n    "
+            spool.close()
+            self._spool = None
+            out.write("\n  ")
+        out.write("],\n")
+        out.write('  "summary": ' + json.dumps(to_plain(report.summary)) + "\n}\n")
 
 
 def jsonl_connection(conn, view=View()):

@@ -25,7 +25,6 @@ record body are never copied; it says when the side may go on as a *run* of
 such segments, which a packet loop then fuses and ends with ``end_run``.
 """
 
-from collections import deque
 from typing import NamedTuple
 
 from ..frame import ACK, FIN, RST, SYN, format_endpoint
@@ -95,16 +94,17 @@ class Side:
         self.port = port
         self.stream = SideStream()    # its bytes, reassembled
         self.tracker = None           # RecordTracker of its bytes, made with the first ones
-        self.records = deque(maxlen=RECENT_RECORDS)  # the records a close can fall among
+        # plain lists, trimmed to their bounds as they grow (an empty deque takes 600 bytes)
+        self.records = []             # the records a close can fall among
         self.total = self.straddling = self.header_split = self.coalesced = 0
         self.type23_head = []         # its first type-23 records (TLS 1.3 handshake, first request)
-        self.type23_tail = deque(maxlen=appdata.TAIL)  # its last type-23 records
+        self.type23_tail = []         # its last type-23 records, at most appdata.TAIL
         self.finished = None          # frame of its Finished (TLS up to 1.2)
-        self.alerts = []              # (level, description, frame) of the alerts it sent in the clear
+        self.alerts = ()              # (level, description, frame) of the alerts it sent in the clear
         self.close = None             # Close of its first FIN or RST
         self.fin = None               # Mark of its first FIN
         self.rst = None               # Mark of its first RST
-        self.segments = deque(maxlen=RECENT_SEGMENTS)  # (frame, time, end) of its last data segments
+        self.segments = []            # (frame, time, end) of its last data segments, at most RECENT_SEGMENTS
         self.close_peer_segment = None  # the peer's last SegmentEnd the closer had received
         self.last_ack = None          # the last acknowledgment number it sent
         self.syn = False              # sent a SYN (without ACK)
@@ -280,7 +280,10 @@ class Connection:
             if events:
                 self.consume(side, events)
         if payload:
-            side.segments.append((frame, time, stream.last_end))
+            segments = side.segments
+            segments.append((frame, time, stream.last_end))
+            if len(segments) > RECENT_SEGMENTS:
+                del segments[0]
         if flags & ACK and ack != side.last_ack and peer.stream.base is not None:
             self._acked(side, peer, ack)
         if flags & (FIN | RST):
@@ -309,7 +312,10 @@ class Connection:
                 tracker.skip_body(offset, size, frame, time)   # the bytes are not needed
             else:
                 self._data(side, offset, buf[start:start + size], frame, time)
-            side.segments.append((frame, time, stream.next))
+            segments = side.segments
+            segments.append((frame, time, stream.next))
+            if len(segments) > RECENT_SEGMENTS:
+                del segments[0]
         if flags & ACK and ack != side.last_ack and peer.stream.base is not None:
             self._acked(side, peer, ack)
         if size and flags & ACK and side.last_ack == ack and tracker is not None \
@@ -327,7 +333,10 @@ class Connection:
         side.stream.end_run(end, len(frames))
         side.tracker.end_body_run(frames, ends, end, left, time)
         keep = max(0, len(frames) - RECENT_SEGMENTS)     # the others would fall out
-        side.segments.extend(zip(frames[keep:], times[keep:], ends[keep:]))
+        segments = side.segments
+        segments.extend(zip(frames[keep:], times[keep:], ends[keep:]))
+        if len(segments) > RECENT_SEGMENTS:
+            del segments[:-RECENT_SEGMENTS]
 
     def _acked(self, side, peer, ack):
         side.last_ack = ack  # a bulk sender repeats the same ACK: look at it once
@@ -346,10 +355,7 @@ class Connection:
             side.close = Close(kind, frame, time, reach, estimated, own, peer.stream.gaps,
                                peer.stream.captured_end(), side.stream.captured_end())
             side.close_peer_segment = _last_received(peer.segments, reach)
-            if not self.closing:
-                self.closing = True
-                for s in (self.a, self.b):
-                    s.records = list(s.records)
+            self.closing = True
         if kind == "rst":
             if side.rst is None:
                 side.rst = Mark(frame, time)
@@ -392,21 +398,30 @@ class Connection:
         records = side.records
         if not self.closing:
             records.append(record)
+            if len(records) > RECENT_RECORDS:
+                del records[0]
             acked = side.stream.peer_acked
-            if acked is not None:
-                while len(records) > 3 and records[2].end <= acked:
-                    records.popleft()  # acknowledged: no close can fall before it
+            if acked is not None and len(records) > 3 and records[2].end <= acked:
+                drop = 1               # acknowledged: no close can fall before them
+                while len(records) - drop > 3 and records[drop + 2].end <= acked:
+                    drop += 1
+                del records[:drop]
         elif len(records) < KEPT_RECORDS:
             records.append(record)
         content_type = record.type
         if content_type == wire.APPLICATION_DATA:
             if len(side.type23_head) < appdata.HEAD:
                 side.type23_head.append(record)
-            side.type23_tail.append(record)
+            tail = side.type23_tail
+            tail.append(record)
+            if len(tail) > appdata.TAIL:
+                del tail[0]
         elif content_type == wire.HANDSHAKE and side.finished is None and side.tracker.ccs_seen \
                 and not record.messages:
             side.finished = record.last_frame
         elif record.alert is not None and len(side.alerts) < KEPT_ALERTS:
+            if not side.alerts:
+                side.alerts = []
             side.alerts.append(record.alert + (record.last_frame,))
         if self.on_record is not None:
             self.fix_roles()

@@ -138,6 +138,15 @@ class Record(NamedTuple):
 class RecordTracker:
     """Cuts one side stream into TLS records; see the module docstring."""
 
+    # slots: one tracker a side of every TLS connection open (no per-instance dict)
+    __slots__ = ("alpn", "alpn_offered", "broken", "ccs_seen", "cipher", "client_hello",
+                 "client_random", "count", "desyncs", "hello_retry", "mode", "partial", "pos",
+                 "server_version", "sni", "sslv2_hello", "tls_start", "_alert_bytes", "_body_left",
+                 "_candidates", "_coalesced_prev", "_cur_ends", "_cur_frames", "_first_time",
+                 "_handshake", "_hdr", "_hdr_frames", "_held", "_hlen", "_hs_probe", "_last_time",
+                 "_length", "_log", "_log_done", "_messages", "_missing", "_parse_handshake",
+                 "_reading", "_sslv2", "_start", "_type", "_version")
+
     def __init__(self, midstream=False):
         self.mode = RESYNC if midstream else SEEK
         self.pos = 0                  # stream offset of the next byte expected
@@ -160,7 +169,7 @@ class RecordTracker:
         self._sslv2 = 0               # SSLv2-format records: none, SSLV2_ONE (the hello), SSLV2_ALL
         self._held = None             # completed record waiting for the next one to start
         self._log = []                # (offset, payload|None, frame|length, time): chunks kept while seeking/resynchronising
-        self._candidates = _Candidates()  # RESYNC: the headers that may be where framing is
+        self._candidates = _Candidates() if midstream else None  # RESYNC only: the headers that may be where framing is
         self._log_done = 0            # RESYNC: chunks at the start of _log no longer needed
         self._reset_record()
 
@@ -257,6 +266,7 @@ class RecordTracker:
                 # the start of TLS may be in the hole: look for any record framing
                 self.mode = RESYNC
                 self._log = []
+                self._candidates = _Candidates()
             self._log.append((offset, None, length, None))
             # a candidate whose next header (or its own, cut short) is in the hole cannot be confirmed
             self._candidates.drop_before(offset + length)
@@ -381,7 +391,7 @@ class RecordTracker:
         if self.tls_start is None and self.pos > SEEK_LIMIT:
             self.mode = OFF  # never found any record framing: not TLS
             self._log = []
-            self._candidates.clear()
+            self._candidates = None
             return
         self._trim_log()
 
@@ -441,7 +451,7 @@ class RecordTracker:
     def _sync_at(self, start, out):
         """Framing found at ``start``: replay the kept chunks from there in SYNC."""
         log, self._log = self._log, []
-        self._candidates.clear()
+        self._candidates = None
         if self.tls_start is None:
             self.tls_start = start
         self.mode = SYNC
@@ -540,6 +550,7 @@ class RecordTracker:
                     self.mode = RESYNC
                     self.pos = base + pos
                     self._log = []
+                    self._candidates = _Candidates()
                     if pos < n:
                         self._feed(base + pos, payload[pos:], frame, time, out)
                     return
@@ -641,6 +652,7 @@ class RecordTracker:
         self.desyncs += 1
         self.mode = RESYNC
         self._log = []
+        self._candidates = _Candidates()
 
     def _complete(self):
         """The record in progress is whole: hold it until the next one starts."""
