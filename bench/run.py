@@ -124,8 +124,10 @@ def ensure_capture(shape, path):
     description is missing (a file from before the shapes has none)."""
     meta = path + ".json"
     if not (os.path.exists(path) and os.path.exists(meta)):
-        subprocess.run([sys.executable, os.path.join(HERE, "make_capture.py"), "--shape", shape,
-                        "--out", path], check=True)
+        made = subprocess.run([sys.executable, os.path.join(HERE, "make_capture.py"), "--shape", shape,
+                               "--out", path])
+        if made.returncode:       # (make_capture said why on stderr)
+            raise SystemExit(f"bench: the {shape} capture could not be made: {path}")
     with open(meta) as f:
         return json.load(f)
 
@@ -227,9 +229,12 @@ def open_connections_capture(path, n, at_once):
     SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
     frames = []
     clock = [1_700_000_000.0]
+    # one by one: a millisecond between packets, so that each connection is over
+    # (its linger passed) a few hundred connections later
+    step = 1e-5 if at_once else 1e-3
 
     def emit(frame):
-        clock[0] += 1e-5
+        clock[0] += step
         frames.append((clock[0], 1, frame, len(frame)))
 
     def addr(i):
@@ -267,7 +272,7 @@ def bench_open_connections(n, runs):
     variants = {"baseline": (1, True), "one by one": (n, False), "all open": (n, True)}
     paths = {}
     for name, (count, at_once) in variants.items():
-        path = paths[name] = f"/tmp/pts-open-{count}-{'at-once' if at_once else 'one-by-one'}.pcap"
+        path = paths[name] = f"/tmp/pts-open-{count}-{'at-once' if at_once else 'one-by-one-ms'}.pcap"
         if not os.path.exists(path):
             subprocess.run([sys.executable, os.path.abspath(__file__), "--write-open", str(count),
                             "1" if at_once else "0", path], check=True)

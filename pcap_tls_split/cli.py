@@ -251,7 +251,8 @@ def _run_options(func):
                   help="Fit tables to N characters (0: no limit). Default: the terminal's width; "
                        "in a pipe $COLUMNS, else 120.")
     @click.option("-j", "--jobs", type=click.IntRange(1), default=None, metavar="N",
-                  help="Analyse N files at once in worker processes (default: the number of CPUs).")
+                  help="Analyse N files at once in worker processes, or one capture of 32 MB or "
+                       "more with its connections split across N (default: the number of CPUs).")
     @click.option("--dask", metavar="ADDRESS", default=None,
                   help="Send the files to this Dask scheduler (e.g. tcp://10.0.0.5:8786); "
                        "its workers must see the same paths.")

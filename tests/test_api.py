@@ -159,3 +159,51 @@ def test_a_walk_says_which_files_it_skipped():
     assert files == FILES
     assert str(SAMPLES / "README.md") in skipped and str(SAMPLES / "field-bug-tls12.keys") in skipped
     assert not set(files) & set(skipped)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_keep_connections_false_holds_none_and_counts_the_same(jobs):
+    kept = analyze(FILES, all_connections=True)
+    seen = []
+    bare = analyze(FILES, all_connections=True, keep_connections=False, on_connection=seen.append, jobs=jobs)
+    assert bare.connections == () and bare.summary == kept.summary and bare.inputs == kept.inputs
+    # every listed connection went to the callback, in the order a single process calls back
+    assert sorted(seen, key=lambda c: (FILES.index(c.file), c.stream)) == list(kept.connections)
+
+
+def test_json_written_as_connections_end_is_the_report_in_stream_order():
+    """--format json holds no report: the document it writes from its spool is the
+    report analyze() returns, connections in input then stream order."""
+    import json
+    proc = subprocess.run([sys.executable, "-m", "pcap_tls_split", "analyze", "--all", "--format", "json",
+                           *FILES], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    document = json.loads(proc.stdout)
+    assert document == json.loads(json.dumps(analyze(FILES, all_connections=True).to_dict()))
+    keys = [(FILES.index(c["file"]), c["stream"]) for c in document["connections"]]
+    assert keys == sorted(keys) and len(keys) >= len(FILES)
+    # one line per connection (grep finds one), the C encoder's separators
+    lines = proc.stdout.splitlines()
+    assert sum(1 for line in lines if line.lstrip().startswith('{"file": ')) == len(keys)
+
+
+def test_the_collector_is_tuned_for_the_run_then_as_it_was():
+    import gc
+    from pcap_tls_split.api.run import GC_THRESHOLD
+    before = gc.get_threshold()
+    during = []
+    analyze(FILES[:1], all_connections=True, on_connection=lambda c: during.append(gc.get_threshold()))
+    assert during and set(during) == {GC_THRESHOLD} != {before}
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_runs_in_threads_at_once_leave_the_collector_as_it_was():
+    import gc
+    import threading
+    before = gc.get_threshold()
+    threads = [threading.Thread(target=analyze, args=(FILES,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -108,3 +108,20 @@ def test_the_bounds_are_set_through_analyze(tmp_path):
     report = pcap_tls_split.analyze(str(path), limits={"max_half_open": 100})
     assert any("400 half-open connection(s) let go" in e for e in report.inputs[0].errors)
     assert not pcap_tls_split.analyze(str(path)).inputs[0].errors
+
+
+def test_max_connections_ends_the_least_recently_active_first():
+    ended = []
+    table = ConnectionTable(ended.append, max_connections=50, max_half_open=10**6)
+    for n in range(50):
+        table.packet(2 * n + 1, 1.0, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+        table.packet(2 * n + 2, 1.0, SERVER_ADDR, addr(n), 443, 40000, 7, n + 1, SYN | ACK, b"", 0)
+    # the two oldest opened have a packet later: the next oldest go before them
+    table.packet(200, 2.0, addr(0), SERVER_ADDR, 40000, 443, 1, 8, ACK, b"", 0)
+    table.packet(201, 2.0, addr(1), SERVER_ADDR, 40000, 443, 2, 8, ACK, b"", 0)
+    for n in range(50, 60):
+        table.packet(300 + n, 3.0, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+        table.packet(400 + n, 3.0, SERVER_ADDR, addr(n), 443, 40000, 7, n + 1, SYN | ACK, b"", 0)
+    assert [c.stream for c in ended] == list(range(2, 12))
+    assert {c.end_reason for c in ended} == {"evicted"}
+    assert "least recently active first" in " ".join(table.anomalies())

@@ -22,11 +22,14 @@ from hostile import CALM_UNIT, STORM_UNIT  # noqa: E402
 
 class Scanned(RecordTracker):
     """The tracker with its RESYNC candidates in a list, scanned for each check
-    (as it was; ``_sync_at`` empties the list with its ``clear``)."""
+    (as it was; made anew as RESYNC begins)."""
 
     def __init__(self, midstream=False):
         super().__init__(midstream)
         self._candidates = []
+
+    def _new_candidates(self):
+        return []
 
     def gap(self, offset, length):
         out = []

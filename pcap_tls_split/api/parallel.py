@@ -1,7 +1,14 @@
 """Several inputs at once: here, in a process pool, or on a Dask cluster."""
 
+import os
+
 from .inputs import expand_inputs
 from .run import analyze_file
+
+# -j on one capture at least this big splits its connections across the workers
+# (each reads the whole file and analyses its share); below it, starting the
+# workers costs more than they save
+SPLIT_LEAST = 32 << 20
 
 
 class ClusterUnavailable(Exception):
@@ -56,11 +63,24 @@ def _analyze_in_worker(path, options, keep_records):
     return result
 
 
+def splits(paths, jobs, on_record):
+    """Whether ``-j jobs`` splits the connections of the one capture given."""
+    return (jobs or 1) > 1 and len(paths) == 1 and paths[0] != "-" and on_record is None \
+        and os.path.isfile(paths[0]) and os.path.getsize(paths[0]) >= SPLIT_LEAST
+
+
 def results(paths, options, jobs, dask, on_connection, on_record, progress):
     """FileResults in input order: here, in a process pool, or on a Dask cluster."""
     paths = list(expand_inputs(paths))
     keep = on_record is not None
     parallel = (jobs or 1) > 1 and len(paths) > 1 and "-" not in paths
+    if not dask and splits(paths, jobs, on_record):
+        from .split import analyze_split
+        result = analyze_split(paths[0], options, jobs, on_connection)
+        if progress:
+            progress.file_done(paths[0])
+        yield result
+        return
     if dask:
         with dask_client(dask) as client:
             futures = client.map(_analyze_in_worker, paths, options=options, keep_records=keep, pure=False)

@@ -8,6 +8,11 @@ what the summary needs and hands listed connections and records to the
 caller's callbacks. Nothing here prints.
 """
 
+import dataclasses
+import gc
+import threading
+from contextlib import contextmanager
+
 from .. import loop
 from ..capture import CaptureError, open_capture
 from ..findings import Facts, Severity, evaluate
@@ -16,12 +21,50 @@ from ..report import InputReport, connection_report, is_premature, record_row
 from ..tcp import IDLE_TIMEOUT, ConnectionTable
 
 
+# The collector during a capture's run: the objects made per packet and per record
+# (tuples, records, reports) are freed by reference counting, and the few cycles
+# (none per packet) can wait; at the default threshold (700) a fleet capture spends
+# about a tenth of its time in collections that find nothing. Objects from before
+# the run (imports, the caller's) are frozen out of the collections meanwhile.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+_tuning = threading.Lock()
+_tuned = {"runs": 0, "before": None, "frozen": False}   # runs at once (threads), what to restore
+
+
+@contextmanager
+def collector_tuned():
+    """The garbage collector tuned while a run is on (the collector is the process's:
+    runs in several threads at once tune it once, and the last one out restores it)."""
+    with _tuning:
+        if not _tuned["runs"]:
+            _tuned["before"] = gc.get_threshold()
+            _tuned["frozen"] = gc.isenabled()
+            if _tuned["frozen"]:
+                gc.freeze()
+            gc.set_threshold(*GC_THRESHOLD)
+        _tuned["runs"] += 1
+    try:
+        yield
+    finally:
+        with _tuning:
+            _tuned["runs"] -= 1
+            if not _tuned["runs"]:
+                gc.set_threshold(*_tuned["before"])
+                if _tuned["frozen"]:
+                    gc.unfreeze()
+
+
 class FileRun:
     """One input through the path; collects its connections as they end.
 
     ``options``: ``all_connections``, ``stream``, ``idle_timeout``, ``fused``,
     ``limits`` (as ``pcap_tls_split.analyze`` takes them), ``keep`` (False: the
-    listed connections go to ``on_connection`` only, not into ``listed``). Subclasses may look at each
+    listed connections go to ``on_connection`` only, not into ``listed``),
+    ``share`` (``(index, count)``: analyse only that share of the connections,
+    ``ConnectionTable``'s; ``ends`` then says where each listed one ended in the
+    order of all). Subclasses may look at each
     finished connection in ``connection_ended`` (the Wireshark bridge does)."""
 
     def __init__(self, path, options, on_connection=None, on_record=None):
@@ -37,8 +80,13 @@ class FileRun:
         self.correlation = {}   # (premature, aligned, last_record_straddled) -> connections
         self.errors = []
         self.progress = None    # progress(path, bytes read, size, packets) now and then
+        self.ended = 0          # connections ended so far (own and, with a share, the others)
+        self.ends = []          # with a share: the place in the end order of each listed one
 
     def connection_ended(self, conn):
+        self.ended += 1
+        if conn.foreign:
+            return              # another worker's (options["share"])
         if not conn.continued:
             self.tcp += 1  # a connection woken after the idle timeout was counted already
         if not conn.is_tls:
@@ -68,6 +116,7 @@ class FileRun:
             return
         if self.options.get("keep", True):
             self.listed.append(report)
+            self.ends.append(self.ended)
         if self.user_on_connection is not None:
             self.user_on_connection(report)
 
@@ -87,7 +136,8 @@ class FileRun:
         table = ConnectionTable(
             self.connection_ended,
             on_record=self.record_found if self.user_on_record is not None else None,
-            idle_timeout=IDLE_TIMEOUT if idle is None else idle, **self.options.get("limits", {}))
+            idle_timeout=IDLE_TIMEOUT if idle is None else idle, share=self.options.get("share"),
+            **self.options.get("limits", {}))
         packets = 0
         progress = self.progress
         if capture.live:
@@ -95,15 +145,16 @@ class FileRun:
         with capture:
             report = None if progress is None else \
                 (lambda n: progress(self.path, capture.raw_bytes_read, capture.size, n))
-            try:
-                packets = loop.run(capture, table, self.errors, self.path, report,
-                                   fused=self.options.get("fused", True))
-            except Exception as exc:  # a bug: say so, keep what was found
-                self.errors.append(f"{self.path}: reading stopped: {type(exc).__name__}: {exc}")
-            try:
-                table.finish()
-            except Exception as exc:
-                self.errors.append(f"{self.path}: internal error at the end: {type(exc).__name__}: {exc}")
+            with collector_tuned():
+                try:
+                    packets = loop.run(capture, table, self.errors, self.path, report,
+                                       fused=self.options.get("fused", True))
+                except Exception as exc:  # a bug: say so, keep what was found
+                    self.errors.append(f"{self.path}: reading stopped: {type(exc).__name__}: {exc}")
+                try:
+                    table.finish()
+                except Exception as exc:
+                    self.errors.append(f"{self.path}: internal error at the end: {type(exc).__name__}: {exc}")
             errors = list(capture.errors) + self.errors + \
                 [f"{self.path}: {said}" for said in table.anomalies()]
             return InputReport(path=self.path, format=capture.format, packets=packets,
@@ -119,9 +170,38 @@ class FileResult:
         self.remote = False          # made in a worker: the callbacks are still to be made
         self.input = inp
         self.listed = run.listed
+        self.ends = run.ends
         self.records = records
         self.tcp, self.tls, self.flagged = run.tcp, run.tls, run.flagged
         self.by_code, self.correlation = run.by_code, run.correlation
+
+    @classmethod
+    def merged(cls, shares):
+        """One input's result from its shares (each worker's, ``options["share"]``):
+        the connections listed in the order they ended, the counters summed, the
+        errors each said once (every worker read the whole capture)."""
+        first = shares[0]
+        merged = cls.__new__(cls)
+        merged.remote = any(share.remote for share in shares)
+        order = sorted((end, i, j) for i, share in enumerate(shares) for j, end in enumerate(share.ends))
+        merged.listed = [shares[i].listed[j] for _, i, j in order]
+        merged.ends = [end for end, _, _ in order]
+        merged.records = None
+        merged.tcp = sum(share.tcp for share in shares)
+        merged.tls = sum(share.tls for share in shares)
+        merged.flagged = sum(share.flagged for share in shares)
+        merged.by_code, merged.correlation = {}, {}
+        for share in shares:
+            for into, counts in ((merged.by_code, share.by_code), (merged.correlation, share.correlation)):
+                for key, count in counts.items():
+                    into[key] = into.get(key, 0) + count
+        errors = list(first.input.errors)
+        for share in shares[1:]:
+            errors += [e for e in share.input.errors if e not in errors]
+        merged.input = dataclasses.replace(
+            first.input, tls_connections=sum(share.input.tls_connections for share in shares),
+            errors=tuple(errors))
+        return merged
 
 
 def analyze_file(path, options, on_connection=None, on_record=None, keep_records=False,

@@ -6,9 +6,9 @@ and their closes; ``reassembly.py`` is the sans-IO reassembler of one side
 stream. A side's bytes go on to its ``tls.RecordTracker``.
 """
 
-from .connection import Close, Connection, Mark, SegmentEnd, Side
+from .connection import Close, Connection, Mark, Numbered, SegmentEnd, Side
 from .reassembly import Data, Gap, SideStream
 from .table import IDLE_TIMEOUT, ConnectionTable, Entry, Tombstone
 
 __all__ = ["Close", "Connection", "ConnectionTable", "Data", "Entry", "Gap", "IDLE_TIMEOUT",
-           "Mark", "SegmentEnd", "Side", "SideStream", "Tombstone"]
+           "Mark", "Numbered", "SegmentEnd", "Side", "SideStream", "Tombstone"]

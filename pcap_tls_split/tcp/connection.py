@@ -94,17 +94,18 @@ class Side:
         self.port = port
         self.stream = SideStream()    # its bytes, reassembled
         self.tracker = None           # RecordTracker of its bytes, made with the first ones
-        # plain lists, trimmed to their bounds as they grow (an empty deque takes 600 bytes)
-        self.records = []             # the records a close can fall among
+        # () until the first one comes, then plain lists trimmed to their bounds as they
+        # grow (an empty deque takes 600 bytes, an empty list 56)
+        self.records = ()             # the records a close can fall among
         self.total = self.straddling = self.header_split = self.coalesced = 0
-        self.type23_head = []         # its first type-23 records (TLS 1.3 handshake, first request)
-        self.type23_tail = []         # its last type-23 records, at most appdata.TAIL
+        self.type23_head = ()         # its first type-23 records (TLS 1.3 handshake, first request)
+        self.type23_tail = ()         # its last type-23 records, at most appdata.TAIL
         self.finished = None          # frame of its Finished (TLS up to 1.2)
         self.alerts = ()              # (level, description, frame) of the alerts it sent in the clear
         self.close = None             # Close of its first FIN or RST
         self.fin = None               # Mark of its first FIN
         self.rst = None               # Mark of its first RST
-        self.segments = []            # (frame, time, end) of its last data segments, at most RECENT_SEGMENTS
+        self.segments = ()            # (frame, time, end) of its last data segments, at most RECENT_SEGMENTS
         self.close_peer_segment = None  # the peer's last SegmentEnd the closer had received
         self.last_ack = None          # the last acknowledgment number it sent
         self.syn = False              # sent a SYN (without ACK)
@@ -154,6 +155,7 @@ class Connection:
     __slots__ = ("stream", "a", "b", "start", "last", "ended_at", "closing",
                  "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt",
                  "continued", "quoted", "socks", "synack_time")
+    foreign = False     # a Numbered one: analysed by another worker
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
         self.stream = stream
@@ -281,6 +283,8 @@ class Connection:
                 self.consume(side, events)
         if payload:
             segments = side.segments
+            if not segments:
+                segments = side.segments = []
             segments.append((frame, time, stream.last_end))
             if len(segments) > RECENT_SEGMENTS:
                 del segments[0]
@@ -313,6 +317,8 @@ class Connection:
             else:
                 self._data(side, offset, buf[start:start + size], frame, time)
             segments = side.segments
+            if not segments:
+                segments = side.segments = []
             segments.append((frame, time, stream.next))
             if len(segments) > RECENT_SEGMENTS:
                 del segments[0]
@@ -334,6 +340,8 @@ class Connection:
         side.tracker.end_body_run(frames, ends, end, left, time)
         keep = max(0, len(frames) - RECENT_SEGMENTS)     # the others would fall out
         segments = side.segments
+        if not segments:
+            segments = side.segments = []
         segments.extend(zip(frames[keep:], times[keep:], ends[keep:]))
         if len(segments) > RECENT_SEGMENTS:
             del segments[:-RECENT_SEGMENTS]
@@ -396,6 +404,8 @@ class Connection:
         if record.coalesced:
             side.coalesced += 1
         records = side.records
+        if not records:
+            records = side.records = []
         if not self.closing:
             records.append(record)
             if len(records) > RECENT_RECORDS:
@@ -411,8 +421,12 @@ class Connection:
         content_type = record.type
         if content_type == wire.APPLICATION_DATA:
             if len(side.type23_head) < appdata.HEAD:
+                if not side.type23_head:
+                    side.type23_head = []
                 side.type23_head.append(record)
             tail = side.type23_tail
+            if not tail:
+                tail = side.type23_tail = []
             tail.append(record)
             if len(tail) > appdata.TAIL:
                 del tail[0]
@@ -436,4 +450,49 @@ class Connection:
             if side.tracker is not None:
                 for record in side.tracker.end():
                     self._record(side, record)
+        self.fix_roles()
+
+
+class Numbered(Connection):
+    """A connection another worker analyses (``ConnectionTable(share=...)``): only
+    what the table's numbering, bounds and end order need of it, the same as a
+    ``Connection`` keeps (its sides' first sequence numbers, SYN and SYN-ACK, when
+    it ended, its last packet), none of its bytes."""
+
+    __slots__ = ("payload_seen",)
+    foreign = True
+
+    def __init__(self, stream, a, b, time, on_record=None, midstream=False):
+        super().__init__(stream, a, b, time, None, midstream)
+        self.payload_seen = False
+
+    @property
+    def half_open(self):
+        return (self.ended_at is None and not self.payload_seen
+                and not self.a.synack and not self.b.synack)
+
+    def packet(self, side, peer, frame, time, seq, ack, flags, payload, missing):
+        self.last = time
+        if flags & SYN and self.ended_at is not None:
+            self.ended_at = None
+        if payload:
+            self.payload_seen = True
+        if flags & RST:
+            if side.rst is None:
+                side.rst = Mark(frame, time)
+            self.ended_at = time
+        elif flags & FIN and side.fin is None:
+            side.fin = Mark(frame, time)
+            if peer.fin is not None and self.ended_at is None:
+                self.ended_at = time
+
+    def segment_in_order(self, side, peer, buf, start, size, seq, ack, flags, frame, time):
+        if side.first_seq is None:
+            return False              # the table notes its first sequence number first
+        self.last = time
+        if size:
+            self.payload_seen = True
+        return True
+
+    def finish(self):
         self.fix_roles()

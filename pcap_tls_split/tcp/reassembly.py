@@ -36,6 +36,7 @@ moving that index, and the list is compacted now and then).
 """
 
 from bisect import bisect_left, insort
+from types import MappingProxyType
 from typing import NamedTuple
 
 from ..frame import FIN, RST, SYN
@@ -78,6 +79,10 @@ PLAUSIBLE_AHEAD = 1 << 26
 NOTHING = ()
 
 
+# An empty read-only mapping: what a side stream holds until it first holds a
+# segment (most never do; a dict and a list each would cost every side 120 bytes)
+NOT_HELD = MappingProxyType({})
+
 class SideStream:
     """Reassembles the bytes one side of a connection sent; see the module docstring."""
 
@@ -97,8 +102,8 @@ class SideStream:
         self.syn = False          # its SYN was seen
         self.midstream = False    # offsets count from the first byte seen, not the SYN
         self.next = 0             # offset of the first byte not yet delivered
-        self.held = {}            # offset -> (payload, frame, time, missing)
-        self.held_starts = []     # the offsets of `held` in order, from held_head on
+        self.held = NOT_HELD      # offset -> (payload, frame, time, missing); made at the first
+        self.held_starts = ()     # the offsets of `held` in order, from held_head on (a list then)
         self.held_head = 0
         self.held_bytes = 0
         self.fin = None           # offset of its first FIN
@@ -230,6 +235,10 @@ class SideStream:
             self.retransmissions += 1  # partly a copy of held bytes
         else:
             self.out_of_order += 1
+        if self.held is NOT_HELD:   # the first held piece: the containers are made
+            self.held = {}
+        if not isinstance(self.held_starts, list):
+            self.held_starts = []
         starts = self.held_starts
         for piece_offset, piece, piece_missing in pieces:
             self.held[piece_offset] = (piece, frame, time, piece_missing)

@@ -19,7 +19,8 @@ handshake, even after a RST) goes on in that stream, as in Wireshark.
 The state is bounded whatever the capture: at most ``max_half_open``
 connections that have seen neither a SYN-ACK nor a payload byte (beyond it the
 oldest opened is ended, as by its idle timeout), at most ``max_connections``
-tracked at once (the oldest opened first), at most ``max_tombstones``
+tracked at once (the least recently active ended first, as by its idle timeout:
+a later packet of it goes on as its continuation), at most ``max_tombstones``
 tombstones (the oldest forgotten: a late packet of that connection then opens
 a new one). Each bound costs constant amortised time per new connection;
 ``evictions`` counts what each let go and ``anomalies`` says it in words.
@@ -33,6 +34,13 @@ a minute) in one packet is taken only once a second packet confirms it, so
 that one absurd timestamp does not end every connection through the idle
 timeout.
 
+One capture on several workers: with ``share=(index, count)`` the table still
+takes every segment, but only the connections ``share_of`` gives ``index`` are
+``Connection``s; the others are ``Numbered``, which keep just what numbering,
+the bounds and the end order look at. Every worker's table so numbers, bounds
+and ends every connection as one table alone would, and ``on_connection`` is
+called for each (``Connection.foreign`` tells the others apart).
+
 Time moves on with ``tick`` (once per segment: now and then it sweeps for
 ended and idle connections); ``place`` hands a segment to its connection. A
 packet loop that lets a run of segments pass without a tick asks how far it may
@@ -45,11 +53,12 @@ for ``QUIET`` seconds, and those idle for ``idle_timeout`` counting the silence.
 """
 
 import struct
+import zlib
 from collections import OrderedDict
 from typing import NamedTuple
 
 from ..frame import ACK, ICMP_QUOTE, SYN
-from .connection import Connection, Side
+from .connection import Connection, Numbered, Side
 from .socks import SOCKS_PORT, SocksWatch
 
 _PORTS = struct.Struct(">HH").pack
@@ -63,8 +72,8 @@ QUIET = 1.0  # seconds of wall-clock silence of a live source after which ended 
 # Bounds on the state a flood can make the table keep (SYN floods, scans, SYN+RST
 # storms): beyond them the oldest are let go, each one counted (``evictions``).
 MAX_HALF_OPEN = 10_000       # connections that have seen no SYN-ACK and no payload
-MAX_CONNECTIONS = 200_000    # connections tracked at once
-MAX_TOMBSTONES = 100_000     # ended connections remembered for their late packets
+MAX_CONNECTIONS = 32_000     # connections tracked at once
+MAX_TOMBSTONES = 50_000      # ended connections remembered for their late packets
 
 
 class Entry(NamedTuple):
@@ -92,6 +101,13 @@ class Tombstone(NamedTuple):
     """The initial sequence number of the client's SYN (None: no SYN seen)."""
 
 
+def share_of(src, sport, dst, dport, count):
+    """Which of ``count`` workers analyses the connection between these endpoints
+    (the same either way round, in every process: not Python's salted hash)."""
+    one, other = bytes(src) + _PORTS(sport, 0), bytes(dst) + _PORTS(dport, 0)
+    return zlib.crc32(one + other if one < other else other + one) % count
+
+
 def wire_key(src, sport, dst, dport):
     """The addresses and ports of a segment as its IP and TCP headers carry them
     (for IPv4 without options: 12 contiguous bytes of the frame)."""
@@ -103,7 +119,7 @@ class ConnectionTable:
 
     def __init__(self, on_connection, on_record=None, idle_timeout=IDLE_TIMEOUT,
                  linger=LINGER, max_half_open=MAX_HALF_OPEN, max_connections=MAX_CONNECTIONS,
-                 max_tombstones=MAX_TOMBSTONES):
+                 max_tombstones=MAX_TOMBSTONES, share=None):
         self.on_connection = on_connection
         self.on_record = on_record
         self.idle_timeout = idle_timeout
@@ -111,15 +127,20 @@ class ConnectionTable:
         self.by_key = {}              # (src, sport, dst, dport) -> Entry
         self.by_wire = {}             # the same, keyed by wire_key (src + dst + ports as on the wire)
         # OrderedDicts: the oldest is taken in constant time however many went before
-        self.tombstones = OrderedDict()   # (src, sport, dst, dport) -> Tombstone, oldest first
+        # wire_key of one direction -> (stream, kind, time, client sent in that direction,
+        # client_seq), oldest first: a Tombstone's fields without its addresses
+        self.tombstones = OrderedDict()
         self.streams = 0              # stream numbers given so far
         self.spent = 0                # ... of which spent as Wireshark's SOCKS dissector does
         self.late_packets = 0
         self.max_half_open = max_half_open
         self.max_connections = max_connections
         self.max_tombstones = max_tombstones
+        # (index, count): analyse only the connections share_of gives this index; the
+        # others are Numbered (so that numbering, bounds and end order are the same)
+        self.share = share
         self.evictions = {"half_open": 0, "connections": 0, "tombstones": 0}
-        self._opened = OrderedDict()      # Connection -> None, in the order opened (oldest first)
+        self._opened = OrderedDict()      # Connection -> capture time queued, oldest queued first
         self._half_open = OrderedDict()   # the same, of those that may still be half-open
         self.now = 0.0                # capture time of the last segment
         # Invariant: a sweep is due when the countdown reaches 0 or capture time
@@ -211,14 +232,13 @@ class ConnectionTable:
 
     def _open(self, key, frame, time, flags, seq, quoted=False):
         src, sport, dst, dport = key
-        tomb = self.tombstones.pop((src, sport, dst, dport), None) or \
-            self.tombstones.pop((dst, dport, src, sport), None)
+        wire, kept, tomb = self._tombstone(src, sport, dst, dport, self.tombstones.pop)
         retried = tomb is not None and flags & (SYN | ACK) == SYN and tomb.client_seq == seq \
             and (src, sport) == tomb.client
         if tomb is not None and (quoted or not flags & SYN or retried):
             if quoted or (tomb.kind == "closed" and not retried):
                 # a late packet of an ended connection (or an ICMP error about it)
-                self.tombstones[key] = tomb
+                self.tombstones[wire] = kept
                 self.late_packets += not quoted
                 return None
             # the same connection, woken after an idle timeout or its handshake
@@ -236,7 +256,10 @@ class ConnectionTable:
     def _new(self, stream, key, time, midstream):
         src, sport, dst, dport = key
         a, b = Side(src, sport), Side(dst, dport)
-        conn = Connection(stream, a, b, time, self.on_record, midstream)
+        share = self.share
+        kind = Connection if share is None or share_of(src, sport, dst, dport, share[1]) == share[0] \
+            else Numbered
+        conn = kind(stream, a, b, time, self.on_record, midstream)
         self._bound(conn)
         self.by_key[key] = Entry(conn, a, b)
         self.by_key[(dst, dport, src, sport)] = Entry(conn, b, a)
@@ -255,12 +278,21 @@ class ConnectionTable:
             if old in opened and old.half_open:
                 self.evictions["half_open"] += 1
                 self._end(old, "evicted")
+        # the least recently active goes (CLOCK: the oldest queued goes unless it had a
+        # packet since it was queued, then it is queued again: amortised constant time,
+        # each packet buying at most one second chance)
+        chances = len(opened)
         while len(opened) >= self.max_connections:
-            old = next(iter(opened))      # (an OrderedDict: constant time)
+            old, queued = next(iter(opened.items()))   # (an OrderedDict: constant time)
+            if old.last > queued and chances:
+                chances -= 1
+                opened.move_to_end(old)
+                opened[old] = self.now
+                continue
             half.pop(old, None)
             self.evictions["connections"] += 1
             self._end(old, "evicted")
-        opened[conn] = None
+        opened[conn] = self.now
         half[conn] = None
 
     def anomalies(self):
@@ -271,12 +303,35 @@ class ConnectionTable:
             said.append(f"connection table: {e['half_open']} half-open connection(s) let go, oldest first "
                         f"(at most {self.max_half_open} kept: a SYN flood or a scan?)")
         if e["connections"]:
-            said.append(f"connection table: {e['connections']} connection(s) ended early, oldest first "
-                        f"(at most {self.max_connections} tracked at once)")
+            said.append(f"connection table: {e['connections']} connection(s) ended early, least recently "
+                        f"active first (at most {self.max_connections} tracked at once)")
         if e["tombstones"]:
             said.append(f"connection table: {e['tombstones']} ended connection(s) forgotten, oldest first "
                         f"(at most {self.max_tombstones} remembered): a late packet of one opens a new stream")
         return said
+
+    def tombstone(self, src, sport, dst, dport):
+        """The ``Tombstone`` of the ended connection between these endpoints (either
+        way round), or None."""
+        return self._tombstone(src, sport, dst, dport, self.tombstones.get)[2]
+
+    @staticmethod
+    def _tombstone(src, sport, dst, dport, take):
+        """(wire key, what is kept under it, Tombstone) found by ``take`` (the
+        tombstones' get or pop) under either direction's wire key; (None, None, None)
+        when there is none."""
+        wire = wire_key(src, sport, dst, dport)
+        value = take(wire, None)
+        forward = value is not None
+        if not forward:
+            wire = wire_key(dst, dport, src, sport)
+            value = take(wire, None)
+            if value is None:
+                return None, None, None
+        stream, kind, time, client_first, client_seq = value
+        # client_first: the client sent in the key's direction
+        client = (src, sport) if client_first == forward else (dst, dport)
+        return wire, value, Tombstone(stream, kind, time, client, client_seq)
 
     def _wire(self, conn):
         """Index the connection by its wire keys too (for the fused packet loop)."""
@@ -307,12 +362,13 @@ class ConnectionTable:
         kind = "idle" if reason in ("idle", "evicted") else "closed"
         client = conn.client
         tombstones = self.tombstones
-        tombstones.pop(key, None)
+        wire = wire_key(a.addr, a.port, b.addr, b.port)
+        tombstones.pop(wire, None)
         if len(tombstones) >= self.max_tombstones:
             tombstones.popitem(last=False)
             self.evictions["tombstones"] += 1
-        tombstones[key] = Tombstone(conn.stream, kind, conn.last, (client.addr, client.port),
-                                    client.first_seq if client.syn else None)
+        tombstones[wire] = (conn.stream, kind, conn.last, client is a,
+                            client.first_seq if client.syn else None)
         conn.end_reason = reason
         conn.finish()
         self.on_connection(conn)

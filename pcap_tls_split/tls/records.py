@@ -51,7 +51,7 @@ record's worth of chunks are ever held.
 
 import heapq
 from bisect import bisect_right
-from collections import deque
+from types import MappingProxyType
 from typing import NamedTuple
 
 from . import wire
@@ -165,13 +165,17 @@ class RecordTracker:
         self.broken = 0               # ... of those, by a header that made no sense (not a gap)
         self.count = 0                # records completed
         self.partial = None           # the incomplete record at the end of the stream
-        self._handshake = wire.HandshakeReader()
+        self._handshake = None        # HandshakeReader of its clear handshake, made with its first bytes
         self._sslv2 = 0               # SSLv2-format records: none, SSLV2_ONE (the hello), SSLV2_ALL
         self._held = None             # completed record waiting for the next one to start
         self._log = []                # (offset, payload|None, frame|length, time): chunks kept while seeking/resynchronising
-        self._candidates = _Candidates() if midstream else None  # RESYNC only: the headers that may be where framing is
+        self._candidates = self._new_candidates() if midstream else None  # RESYNC only: the headers that may be where framing is
         self._log_done = 0            # RESYNC: chunks at the start of _log no longer needed
         self._reset_record()
+
+    def _new_candidates(self):
+        """The RESYNC candidates, made as RESYNC begins (None outside it)."""
+        return _Candidates()
 
     def counters(self):
         """Everything it knows and counts, by name (for tests and diagnostics)."""
@@ -266,7 +270,7 @@ class RecordTracker:
                 # the start of TLS may be in the hole: look for any record framing
                 self.mode = RESYNC
                 self._log = []
-                self._candidates = _Candidates()
+                self._candidates = self._new_candidates()
             self._log.append((offset, None, length, None))
             # a candidate whose next header (or its own, cut short) is in the hole cannot be confirmed
             self._candidates.drop_before(offset + length)
@@ -331,9 +335,15 @@ class RecordTracker:
             self.mode = OFF  # no TLS handshake near the start: not TLS
             self._log = []
             return
-        # keep only the tail a pattern straddling into the next chunk needs
+        # keep only the tail a pattern straddling into the next chunk needs (of a
+        # chunk, its bytes from there on: a side of 1,460 bytes that is not TLS
+        # yet keeps 16; the SSLv2 test above has had its first 7 bytes)
         keep_from = self.pos - SEEK_TAIL
-        self._log = [c for c in self._log if c[0] + len(c[1]) > keep_from]
+        log = [c for c in self._log if c[0] + len(c[1]) > keep_from]
+        first = log[0]                # (the last chunk ends at pos: the list is not empty)
+        if first[0] < keep_from:
+            log[0] = (keep_from, bytes(first[1][keep_from - first[0]:]), first[2], first[3])
+        self._log = log
 
     def _resync(self, offset, payload, frame, time, out):
         log = self._log
@@ -447,6 +457,12 @@ class RecordTracker:
             del log[:done]
             done = 0
         self._log_done = done
+        if earliest is None:
+            # no candidate: of the last chunk, only the bytes from keep_from on are read
+            # again (a flood of mid-stream sides keeps 4 bytes a side, not a segment)
+            last = log[-1]
+            if last[1] is not None and last[0] < keep_from and len(last[1]) > 64:
+                log[-1] = (keep_from, bytes(last[1][keep_from - last[0]:]), last[2], last[3])
 
     def _sync_at(self, start, out):
         """Framing found at ``start``: replay the kept chunks from there in SYNC."""
@@ -550,7 +566,7 @@ class RecordTracker:
                     self.mode = RESYNC
                     self.pos = base + pos
                     self._log = []
-                    self._candidates = _Candidates()
+                    self._candidates = self._new_candidates()
                     if pos < n:
                         self._feed(base + pos, payload[pos:], frame, time, out)
                     return
@@ -609,7 +625,10 @@ class RecordTracker:
             self._alert_bytes += bytes(chunk)
 
     def _read_handshake(self, chunk):
-        for msg_type, body in self._handshake.feed(chunk):
+        reader = self._handshake
+        if reader is None:
+            reader = self._handshake = wire.HandshakeReader()
+        for msg_type, body in reader.feed(chunk):
             if msg_type == wire.CLIENT_HELLO_BODY:
                 if self.client_random is None:
                     try:
@@ -636,7 +655,7 @@ class RecordTracker:
             self._body_left -= length
             self._missing += length
             if self._parse_handshake:
-                self._handshake = wire.HandshakeReader()  # its message framing is lost
+                self._handshake = None  # its message framing is lost: a new reader
             self._parse_handshake = self._reading = False
             self._hs_probe = self._alert_bytes = None
             if not self._body_left:
@@ -652,7 +671,7 @@ class RecordTracker:
         self.desyncs += 1
         self.mode = RESYNC
         self._log = []
-        self._candidates = _Candidates()
+        self._candidates = self._new_candidates()
 
     def _complete(self):
         """The record in progress is whole: hold it until the next one starts."""
@@ -708,6 +727,9 @@ def _chunk_end(chunk):
     return chunk[0] + (chunk[2] if chunk[1] is None else len(chunk[1]))
 
 
+_EMPTY = MappingProxyType({})
+
+
 class _Candidates:
     """RESYNC's candidate record headers, by start.
 
@@ -723,17 +745,25 @@ class _Candidates:
     (10 + MAX_RECORD_LENGTH) / 3 of them.
     """
 
-    __slots__ = ("by_start", "cut", "by_next", "by_following", "starts")
+    __slots__ = ("by_start", "cut", "by_next", "by_following", "starts", "head")
 
     def __init__(self):
         self.clear()
 
     def clear(self):
-        self.by_start = {}
-        self.cut = []                 # starts of the cut ones, in the order found
-        self.by_next = []             # heap of (next header offset, start)
-        self.by_following = {}        # next header offset -> starts, in the order found
-        self.starts = deque()         # starts in order (some may have left)
+        # empty and read-only until the first candidate (most sides resynchronising
+        # find none: a flood of mid-stream garbage)
+        self.by_start = _EMPTY
+        self.cut = ()                 # starts of the cut ones, in the order found
+        self.by_next = ()             # heap of (next header offset, start)
+        self.by_following = _EMPTY    # next header offset -> starts, in the order found
+        self.starts = ()              # starts in order from ``head`` on (some may have left)
+        self.head = 0
+
+    def _made(self):
+        """The containers, made at the first candidate."""
+        self.by_start, self.by_following = {}, {}
+        self.by_next, self.starts = [], []
 
     def __len__(self):
         return len(self.by_start)
@@ -748,11 +778,15 @@ class _Candidates:
     def add_all(self, found):
         """New candidates, in order: (start, version, next header offset), both
         None for one whose header is cut at the end of the chunks so far."""
+        if self.by_start is _EMPTY:
+            self._made()
         by_start, by_next, push = self.by_start, self.by_next, heapq.heappush
         by_following = self.by_following
         for start, version, following in found:
             by_start[start] = (version, following)
             if following is None:
+                if not self.cut:
+                    self.cut = []
                 self.cut.append(start)
             else:
                 push(by_next, (following, start))
@@ -771,13 +805,14 @@ class _Candidates:
 
     def _add_starts(self, new):
         starts = self.starts
-        while starts and starts[-1] not in self.by_start:
+        while len(starts) > self.head and starts[-1] not in self.by_start:
             starts.pop()
         starts.extend(new)
-        if len(starts) > len(new) and starts[-len(new) - 1] > new[0]:
+        if len(starts) - self.head > len(new) and starts[-len(new) - 1] > new[0]:
             # a stream is scanned in order, so new starts come after the others;
             # if they ever did not, the starts are put in order again
-            self.starts = deque(sorted(set(starts)))
+            self.starts = sorted(set(starts[self.head:]))
+            self.head = 0
 
     def take_cut(self, end):
         """Take off the cut ones whose 5 header bytes are now in (they end before ``end``)."""
@@ -808,15 +843,19 @@ class _Candidates:
         starts before ``limit``."""
         for start in self.cut:
             del self.by_start[start]
-        self.cut = []
+        self.cut = ()
         self.pop_followed_before(limit)
 
     def earliest(self):
         """The smallest start (None: none)."""
-        starts, by_start = self.starts, self.by_start
-        while starts and starts[0] not in by_start:
-            starts.popleft()
-        return starts[0] if starts else None
+        starts, by_start, head = self.starts, self.by_start, self.head
+        while head < len(starts) and starts[head] not in by_start:
+            head += 1
+        if head > 64 and 2 * head > len(starts):
+            del starts[:head]       # compacted: amortised constant time
+            head = 0
+        self.head = head
+        return starts[head] if head < len(starts) else None
 
     def first_followed_at(self, offset):
         """The first (in order found) whose next header would start at ``offset``."""

@@ -314,6 +314,7 @@ class HandshakeReader:
     """
 
     MAX_KEPT_BODY = 1 << 16
+    __slots__ = ("_header", "_remaining", "_kept", "_kept_as")
 
     def __init__(self):
         self._header = bytearray()

@@ -228,8 +228,7 @@ class KeepingTable(ConnectionTable):
         src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
         entry = self.by_key.get((src, sport, dst, dport))
         if entry is None:
-            tomb = self.tombstones.get((src, sport, dst, dport)) or \
-                self.tombstones.get((dst, dport, src, sport))
+            tomb = self.tombstone(src, sport, dst, dport)
             self.last_stream = None if tomb is None else tomb.stream
             if tomb is not None and tomb.stream in self.wanted:
                 self.late[tomb.stream] = self.late.get(tomb.stream, 0) + 1

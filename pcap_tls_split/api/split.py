@@ -1,0 +1,115 @@
+"""One capture on several workers: its connections split by ``tcp.table.share_of``.
+
+Each worker process reads the whole capture and analyses its share of the
+connections (``ConnectionTable(share=(index, count))``); its table numbers,
+bounds and ends every connection as one table alone does, so each listed
+connection carries its place in the end order of all (how many connections had
+ended, counted by every worker alike). Workers send what they list in batches,
+with how far in that order they have got; the parent hands each connection on
+once every worker has got past its place, so the callbacks come in the order
+one process makes them, as connections end, and nothing is held but what a
+slower worker has not caught up with.
+"""
+
+import heapq
+import multiprocessing
+import queue as queues
+
+from .run import FileResult, FileRun
+
+BATCH = 64            # listed connections a worker sends at once...
+MARK_EVERY = 2048     # ...or ended connections after which it says how far it has got
+WAIT = 1.0            # seconds between looks at whether a silent worker is still alive
+
+
+class _ShareRun(FileRun):
+    """A worker's run: what it lists goes to the parent in batches, with its place."""
+
+    def __init__(self, path, options, index, out):
+        super().__init__(path, options, on_connection=self._listed)
+        self.index = index
+        self.out = out
+        self.batch = []
+        self.marked = 0
+
+    def _listed(self, report):
+        self.batch.append((self.ended, report))
+
+    def connection_ended(self, conn):
+        super().connection_ended(conn)
+        if len(self.batch) >= BATCH or self.ended - self.marked >= MARK_EVERY:
+            self.send(self.ended)
+
+    def send(self, mark):
+        self.out.put(("listed", self.index, self.batch, mark))
+        self.batch = []
+        self.marked = self.ended
+
+
+def _worker(path, options, index, count, out):
+    try:
+        run = _ShareRun(path, dict(options, keep=False, share=(index, count)), index, out)
+        result = FileResult(run, run.run())
+        run.send(float("inf"))
+        out.put(("done", index, result, None))
+    except BaseException as exc:  # (a bug, or a signal): the parent says so
+        out.put(("failed", index, f"{type(exc).__name__}: {exc}", None))
+
+
+def analyze_split(path, options, count, on_connection=None):
+    """``path`` analysed by ``count`` worker processes; returns its ``FileResult``
+    (its ``listed`` only when ``options["keep"]``), ``on_connection`` called as
+    connections end, in the order of one process."""
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                          else None)
+    out = context.Queue()
+    workers = [context.Process(target=_worker, args=(path, options, k, count, out), daemon=True)
+               for k in range(count)]
+    for worker in workers:
+        worker.start()
+    keep = options.get("keep", True)
+    marks = [0] * count
+    waiting = []            # heap of (place in the end order, report)
+    listed = []
+    done = {}
+    try:
+        while len(done) < count:
+            try:
+                kind, index, payload, mark = out.get(timeout=WAIT)
+            except queues.Empty:
+                for k, worker in enumerate(workers):
+                    if k not in done and not worker.is_alive():
+                        raise RuntimeError(f"{path}: worker {k} of {count} ended "
+                                           f"(exit status {worker.exitcode}) without its result")
+                continue
+            if kind == "failed":
+                raise RuntimeError(f"{path}: worker {index} of {count}: {payload}")
+            if kind == "done":
+                done[index] = payload
+                continue
+            for place, report in payload:
+                heapq.heappush(waiting, (place, report))
+            marks[index] = mark
+            upto = min(marks)
+            while waiting and waiting[0][0] <= upto:
+                report = heapq.heappop(waiting)[1]
+                if keep:
+                    listed.append(report)
+                if on_connection is not None:
+                    on_connection(report)
+    finally:
+        for worker in workers:
+            worker.join(timeout=WAIT if done else 0)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+    while waiting:          # (every worker is done: nothing is still to come)
+        report = heapq.heappop(waiting)[1]
+        if keep:
+            listed.append(report)
+        if on_connection is not None:
+            on_connection(report)
+    result = FileResult.merged([done[k] for k in range(count)])
+    result.listed = listed
+    result.remote = False
+    return result
