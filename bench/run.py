@@ -14,8 +14,9 @@ saying what it holds and its TLS ports):
   field  /tmp/pts-field.pcap  14,000 TLS connections among HTTP, SSH-like, DNS, syslog, ICMP, ARP
 
 For each shape, one alternating run (each contender once per round, --runs
-rounds) of whole processes: ours with --format jsonl (the reference) and json,
-ours from standard input, a plain dpkt decode loop, cat, and tshark listing TLS
+rounds) of whole processes: ours with --format jsonl (the reference) and json
+(-j as by default: one worker a CPU, the capture's connections split across
+them), the same with -j 1 (one process), ours from standard input (never split), a plain dpkt decode loop, cat, and tshark listing TLS
 record lengths (decode-as TLS on every TLS port of the capture). Bulk also has ours
 on the capture doubled (the same traffic again, later, other client ports: memory
 stays flat) and on the capture written as pcapng. Prints each one's median wall
@@ -153,6 +154,8 @@ def bench_shape(shape, path, meta, tls_ports, runs):
     contenders = {
         "ours --format jsonl": (ours("jsonl") + [path], None),
         "ours --format json": (ours("json") + [path], None),
+        "ours -j 1 --format jsonl (one process)": (ours("jsonl") + ["-j", "1", path], None),
+        "ours -j 1 --format json": (ours("json") + ["-j", "1", path], None),
         "ours --format jsonl - (stdin)": (ours("jsonl") + ["-"], path),
         "dpkt loop (Ethernet/IP/TCP)": ([sys.executable, "-c", DPKT_LOOP, path], None),
         "cat (I/O floor)": (["cat", path], None),
@@ -181,7 +184,8 @@ def bench_shape(shape, path, meta, tls_ports, runs):
         print(f"{name:42} {wall:9.2f} {wall / base:7.1f} {peak:8.0f}")
     if "tshark TLS record lengths" in medians:
         t = medians["tshark TLS record lengths"]
-        print(f"tshark / ours: {t / base:.1f}x (jsonl), {t / medians['ours --format json']:.1f}x (json)")
+        print(f"tshark / ours: {t / base:.1f}x (jsonl), {t / medians['ours --format json']:.1f}x (json); "
+              f"-j 1: {t / medians['ours -j 1 --format jsonl (one process)']:.1f}x (jsonl)")
     sys.stdout.flush()
 
 

@@ -89,10 +89,10 @@ class Side:
                  "close", "fin", "rst", "segments", "last_ack",
                  "close_peer_segment", "syn", "synack", "first_seq")
 
-    def __init__(self, addr, port):
+    def __init__(self, addr, port, bare=False):
         self.addr = addr              # packed address (4 or 16 bytes)
         self.port = port
-        self.stream = SideStream()    # its bytes, reassembled
+        self.stream = None if bare else SideStream()  # its bytes, reassembled (bare: a Numbered one's)
         self.tracker = None           # RecordTracker of its bytes, made with the first ones
         # () until the first one comes, then plain lists trimmed to their bounds as they
         # grow (an empty deque takes 600 bytes, an empty list 56)
@@ -457,7 +457,7 @@ class Numbered(Connection):
     """A connection another worker analyses (``ConnectionTable(share=...)``): only
     what the table's numbering, bounds and end order need of it, the same as a
     ``Connection`` keeps (its sides' first sequence numbers, SYN and SYN-ACK, when
-    it ended, its last packet), none of its bytes."""
+    it ended, its last packet), none of its bytes: its sides are bare (no stream)."""
 
     __slots__ = ("payload_seen",)
     foreign = True

@@ -255,11 +255,10 @@ class ConnectionTable:
 
     def _new(self, stream, key, time, midstream):
         src, sport, dst, dport = key
-        a, b = Side(src, sport), Side(dst, dport)
         share = self.share
-        kind = Connection if share is None or share_of(src, sport, dst, dport, share[1]) == share[0] \
-            else Numbered
-        conn = kind(stream, a, b, time, self.on_record, midstream)
+        bare = share is not None and share_of(src, sport, dst, dport, share[1]) != share[0]
+        a, b = Side(src, sport, bare), Side(dst, dport, bare)
+        conn = (Numbered if bare else Connection)(stream, a, b, time, self.on_record, midstream)
         self._bound(conn)
         self.by_key[key] = Entry(conn, a, b)
         self.by_key[(dst, dport, src, sport)] = Entry(conn, b, a)
