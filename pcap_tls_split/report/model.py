@@ -215,7 +215,20 @@ class RecordRow:
     """Bytes of its header: 5 (2 or 3 for an SSLv2-format record, type ``sslv2``)."""
 
 
-_FIELDS = {}   # dataclass -> its field names (dataclasses.fields is slow)
+_SCALARS = frozenset((str, int, bool, type(None)))
+_CONVERTERS = {}   # dataclass -> its to_plain, made once (dataclasses.fields is slow)
+
+
+def _converter(kind):
+    """``to_plain`` of one dataclass, as code: each field's value as it is when it is a
+    str, int, bool or None, rounded when a float, else through ``to_plain``."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    items = ", ".join(f"{name!r}: (x if (c := (x := value.{name}).__class__) in scalars "
+                      f"else round(x, 6) if c is float else plain(x))" for name in names)
+    code = f"def convert(value, scalars=scalars, plain=plain):\n    return {{{items}}}\n"
+    space = {"scalars": _SCALARS, "plain": to_plain}
+    exec(code, space)
+    return space["convert"]
 
 
 def to_plain(value):
@@ -223,13 +236,14 @@ def to_plain(value):
     kind = type(value)
     if kind is float:
         return round(value, 6)
-    if kind in _SCALARS or value is None:
+    if kind in _SCALARS:
         return value
-    names = _FIELDS.get(kind)
-    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
-    if names is not None:
-        return {name: to_plain(getattr(value, name)) for name in names}
+    convert = _CONVERTERS.get(kind)
+    if convert is not None:
+        return convert(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        convert = _CONVERTERS[kind] = _converter(kind)
+        return convert(value)
     if isinstance(value, dict):
         return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -237,6 +251,3 @@ def to_plain(value):
     if isinstance(value, float):
         return round(value, 6)
     return value
-
-
-_SCALARS = frozenset((str, int, bool))

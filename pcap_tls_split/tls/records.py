@@ -55,6 +55,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from . import wire
+from .wire import APPLICATION_DATA, CHANGE_CIPHER_SPEC, HEARTBEAT, MAX_RECORD_LENGTH
 
 SEEK, SYNC, RESYNC, OFF = "seek", "sync", "resync", "off"
 SSLV2_ONE, SSLV2_ALL = 1, 2     # SSLv2-format records: the first one only, or all
@@ -533,6 +534,31 @@ class RecordTracker:
         while pos < n:
             if self._type is None:
                 if not self._hdr:
+                    if n - pos >= 5 and not self._sslv2:
+                        # the common case, at a record boundary: a whole record in this
+                        # segment whose body is not read (application data, heartbeat,
+                        # change_cipher_spec): held at once, as _touch, _complete and
+                        # _reset_record would leave it, without their steps
+                        content_type = payload[pos]
+                        length = (payload[pos + 3] << 8) | payload[pos + 4]
+                        if (content_type == APPLICATION_DATA or content_type == HEARTBEAT
+                                or content_type == CHANGE_CIPHER_SPEC) and payload[pos + 1] == 3 \
+                                and payload[pos + 2] <= 4 and length <= MAX_RECORD_LENGTH \
+                                and n - pos - 5 >= length:
+                            start = base + pos
+                            end = start + 5 + length
+                            shared = False
+                            if self._held is not None:
+                                shared = self._release(frame, out)
+                            self._held = [self.count, start, content_type, 0x0300 | payload[pos + 2],
+                                          length, (frame,), (end,), 1, time, time, shared, 0, (),
+                                          None, True, 0, 5]
+                            self.count += 1
+                            if content_type == CHANGE_CIPHER_SPEC:
+                                self.ccs_seen = True
+                            self.pos = self._start = end
+                            pos += 5 + length
+                            continue
                     self._start = base + pos
                     hlen = self._hlen = wire.sslv2_header_length(payload[pos]) \
                         if self._sslv2 else wire.HEADER_LENGTH
