@@ -196,6 +196,7 @@ class Session:
     def __init__(self, quiet, jobs, dask, width):
         self.quiet = quiet
         self.jobs = jobs or os.cpu_count() or 1
+        self.asked_jobs = jobs        # -j as given (None: not given)
         self.dask = dask
         self.width = table_width(width)
         self.asked_width = width      # --width as given (None: not given)
@@ -211,6 +212,10 @@ class Session:
             warn(skipped_note(skipped, self.width or 10 ** 6))
         if not files:
             raise Failure(f"no capture to read in {', '.join(paths)}")
+        if len(files) == 1 and self.asked_jobs is None:
+            # one capture: split across workers only when -j asks (each worker keeps
+            # a connection table of its own: more memory for the speed)
+            self.jobs = 1
         if not self.quiet:
             self.progress = Progress.for_terminal(files)
         return files
@@ -251,8 +256,8 @@ def _run_options(func):
                   help="Fit tables to N characters (0: no limit). Default: the terminal's width; "
                        "in a pipe $COLUMNS, else 120.")
     @click.option("-j", "--jobs", type=click.IntRange(1), default=None, metavar="N",
-                  help="Analyse N files at once in worker processes, or one capture of 32 MB or "
-                       "more with its connections split across N (default: the number of CPUs).")
+                  help="Analyse N files at once in worker processes (default: the number of CPUs), "
+                       "or, given for one capture of 32 MB or more, split its connections across N.")
     @click.option("--dask", metavar="ADDRESS", default=None,
                   help="Send the files to this Dask scheduler (e.g. tcp://10.0.0.5:8786); "
                        "its workers must see the same paths.")

@@ -111,3 +111,14 @@ def test_a_worker_that_dies_is_said_not_waited_for(monkeypatch, tmp_path):
     monkeypatch.setattr(split_module, "_worker", lambda *args: os._exit(3))
     with pytest.raises(RuntimeError, match="worker 0 of 2 ended .exit status 3. without its result"):
         split_module.analyze_split(SAMPLE_FILES[0], {}, 2)
+
+
+def test_the_command_line_splits_one_capture_only_when_j_is_given(tmp_path):
+    import os
+    from pcap_tls_split.cli import Session
+    one, two = SAMPLE_FILES[:2]
+    for jobs, paths, expected in ((None, [one], 1), (2, [one], 2), (None, [one, two], os.cpu_count() or 1),
+                                  (3, [one, two], 3)):
+        session = Session(quiet=True, jobs=jobs, dask=None, width=None)
+        session.inputs(paths)
+        assert session.scale["jobs"] == expected, (jobs, paths)
