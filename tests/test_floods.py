@@ -41,12 +41,17 @@ def test_half_open_eviction_spares_connections_that_got_going():
     assert table.evictions["half_open"] == 90 and all(c.stream != 0 for c in ended)
 
 
+def _handshakes(table, numbers, time=1.0, frame=0):
+    """SYN and SYN-ACK of a connection from each of these addresses."""
+    for n in numbers:
+        table.packet(frame + 2 * n + 1, time, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+        table.packet(frame + 2 * n + 2, time, SERVER_ADDR, addr(n), 443, 40000, 7, n + 1, SYN | ACK, b"", 0)
+
+
 def test_max_connections_ends_the_oldest_opened():
     ended = []
     table = ConnectionTable(ended.append, max_connections=50, max_half_open=10**6)
-    for n in range(200):
-        table.packet(2 * n + 1, 1.0, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
-        table.packet(2 * n + 2, 1.0, SERVER_ADDR, addr(n), 443, 40000, 7, n + 1, SYN | ACK, b"", 0)
+    _handshakes(table, range(200))
     assert len(table.connections()) == 50 and table.evictions["connections"] == 150
     assert [c.stream for c in ended] == list(range(150))
     assert "150 connection(s) ended early" in " ".join(table.anomalies())
@@ -113,15 +118,11 @@ def test_the_bounds_are_set_through_analyze(tmp_path):
 def test_max_connections_ends_the_least_recently_active_first():
     ended = []
     table = ConnectionTable(ended.append, max_connections=50, max_half_open=10**6)
-    for n in range(50):
-        table.packet(2 * n + 1, 1.0, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
-        table.packet(2 * n + 2, 1.0, SERVER_ADDR, addr(n), 443, 40000, 7, n + 1, SYN | ACK, b"", 0)
+    _handshakes(table, range(50))
     # the two oldest opened have a packet later: the next oldest go before them
     table.packet(200, 2.0, addr(0), SERVER_ADDR, 40000, 443, 1, 8, ACK, b"", 0)
     table.packet(201, 2.0, addr(1), SERVER_ADDR, 40000, 443, 2, 8, ACK, b"", 0)
-    for n in range(50, 60):
-        table.packet(300 + n, 3.0, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
-        table.packet(400 + n, 3.0, SERVER_ADDR, addr(n), 443, 40000, 7, n + 1, SYN | ACK, b"", 0)
+    _handshakes(table, range(50, 60), time=3.0, frame=300)
     assert [c.stream for c in ended] == list(range(2, 12))
     assert {c.end_reason for c in ended} == {"evicted"}
     assert "least recently active first" in " ".join(table.anomalies())

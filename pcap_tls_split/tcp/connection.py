@@ -116,6 +116,15 @@ class Side:
     def endpoint(self):
         return format_endpoint(self.addr, self.port)
 
+    def note_segment(self, frame, time, end):
+        """One of its data segments (``end``: the stream offset past its last byte)."""
+        segments = self.segments
+        if not segments:
+            segments = self.segments = []
+        segments.append((frame, time, end))
+        if len(segments) > RECENT_SEGMENTS:
+            del segments[0]
+
     @property
     def partial(self):
         """The record its stream ended inside of (None: none)."""
@@ -282,12 +291,7 @@ class Connection:
             if events:
                 self.consume(side, events)
         if payload:
-            segments = side.segments
-            if not segments:
-                segments = side.segments = []
-            segments.append((frame, time, stream.last_end))
-            if len(segments) > RECENT_SEGMENTS:
-                del segments[0]
+            side.note_segment(frame, time, stream.last_end)
         if flags & ACK and ack != side.last_ack and peer.stream.base is not None:
             self._acked(side, peer, ack)
         if flags & (FIN | RST):
@@ -316,12 +320,7 @@ class Connection:
                 tracker.skip_body(offset, size, frame, time)   # the bytes are not needed
             else:
                 self._data(side, offset, buf[start:start + size], frame, time)
-            segments = side.segments
-            if not segments:
-                segments = side.segments = []
-            segments.append((frame, time, stream.next))
-            if len(segments) > RECENT_SEGMENTS:
-                del segments[0]
+            side.note_segment(frame, time, stream.next)
         if flags & ACK and ack != side.last_ack and peer.stream.base is not None:
             self._acked(side, peer, ack)
         if size and flags & ACK and side.last_ack == ack and tracker is not None \
