@@ -72,7 +72,7 @@ QUIET = 1.0  # seconds of wall-clock silence of a live source after which ended 
 # Bounds on the state a flood can make the table keep (SYN floods, scans, SYN+RST
 # storms): beyond them the oldest are let go, each one counted (``evictions``).
 MAX_HALF_OPEN = 10_000       # connections that have seen no SYN-ACK and no payload
-MAX_CONNECTIONS = 32_000     # connections tracked at once
+MAX_CONNECTIONS = 25_000     # connections tracked at once
 MAX_TOMBSTONES = 50_000      # ended connections remembered for their late packets
 
 
