@@ -122,3 +122,57 @@ def test_the_command_line_splits_one_capture_only_when_j_is_given(tmp_path):
         session = Session(quiet=True, jobs=jobs, dask=None, width=None)
         session.inputs(paths)
         assert session.scale["jobs"] == expected, (jobs, paths)
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """The parent killed outright (SIGKILL: no clean-up of its own runs): its workers
+    do not stay behind holding the output open."""
+    import os
+    import signal
+    import time
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        "import pcap_tls_split.api.split as split\n"
+        "def worker(*args):\n"
+        "    split._end_with_parent(args[-1])\n"
+        "    time.sleep(120)\n"
+        "split._worker = worker\n"
+        f"split.analyze_split({SAMPLE_FILES[0]!r}, {{}}, 2)\n")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 30
+        children = []
+        while len(children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with open(f"/proc/{parent.pid}/task/{parent.pid}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+        assert len(children) == 2
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{pid}") for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in children if os.path.exists(f"/proc/{pid}")
+                and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        assert not left
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_a_split_run_shows_the_progress_of_its_first_worker(corpus, monkeypatch):
+    monkeypatch.setattr(parallel, "SPLIT_LEAST", 0)
+    path = CORPUS_FILES[0]          # (the largest: thousands of packets)
+    told = []
+
+    class Progress:
+        def reading(self, *args):
+            told.append(args)
+
+        def file_done(self, path):
+            told.append(("done", path))
+
+    analyze(path, jobs=2, progress=Progress())
+    assert told[-1] == ("done", path) and len(told) >= 2
+    assert all(entry[0] == path and entry[1] > 0 for entry in told[:-1])

@@ -76,7 +76,8 @@ def results(paths, options, jobs, dask, on_connection, on_record, progress):
     parallel = (jobs or 1) > 1 and len(paths) > 1 and "-" not in paths
     if not dask and splits(paths, jobs, on_record):
         from .split import analyze_split
-        result = analyze_split(paths[0], options, jobs, on_connection)
+        result = analyze_split(paths[0], options, jobs, on_connection,
+                               progress.reading if progress else None)
         if progress:
             progress.file_done(paths[0])
         yield result

@@ -11,15 +11,32 @@ one process makes them, as connections end, and nothing is held but what a
 slower worker has not caught up with.
 """
 
+import ctypes
 import heapq
 import multiprocessing
+import os
 import queue as queues
+import signal
+import sys
+import time as clock
 
 from .run import FileResult, FileRun
 
 BATCH = 64            # listed connections a worker sends at once...
 MARK_EVERY = 2048     # ...or ended connections after which it says how far it has got
 WAIT = 1.0            # seconds between looks at whether a silent worker is still alive
+
+
+def _end_with_parent(parent):
+    """A worker ends when its parent does, however the parent ended (killed, out of
+    memory): Linux's parent-death signal; elsewhere the parent's own clean-up."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:      # (it ended before the signal was asked for)
+        os._exit(1)
 
 
 class _ShareRun(FileRun):
@@ -46,9 +63,12 @@ class _ShareRun(FileRun):
         self.marked = self.ended
 
 
-def _worker(path, options, index, count, out):
+def _worker(path, options, index, count, out, parent):
+    _end_with_parent(parent)
     try:
         run = _ShareRun(path, dict(options, keep=False, share=(index, count)), index, out)
+        if index == 0:              # the parent's progress bar follows the first worker
+            run.progress = lambda _, done, size, packets: out.put(("progress", 0, (done, size, packets), None))
         result = FileResult(run, run.run())
         run.send(float("inf"))
         out.put(("done", index, result, None))
@@ -56,15 +76,16 @@ def _worker(path, options, index, count, out):
         out.put(("failed", index, f"{type(exc).__name__}: {exc}", None))
 
 
-def analyze_split(path, options, count, on_connection=None):
+def analyze_split(path, options, count, on_connection=None, reading=None):
     """``path`` analysed by ``count`` worker processes; returns its ``FileResult``
     (its ``listed`` only when ``options["keep"]``), ``on_connection`` called as
-    connections end, in the order of one process."""
+    connections end, in the order of one process; ``reading(path, bytes read, size,
+    packets)``: the progress of the first worker."""
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
                                           else None)
     out = context.Queue()
-    workers = [context.Process(target=_worker, args=(path, options, k, count, out), daemon=True)
-               for k in range(count)]
+    workers = [context.Process(target=_worker, args=(path, options, k, count, out, os.getpid()),
+                               daemon=True) for k in range(count)]
     for worker in workers:
         worker.start()
     keep = options.get("keep", True)
@@ -72,15 +93,30 @@ def analyze_split(path, options, count, on_connection=None):
     waiting = []            # heap of (place in the end order, report)
     listed = []
     done = {}
+    gone = {}               # worker -> when it was first seen ended
+    looked = clock.monotonic()
     try:
         while len(done) < count:
             try:
                 kind, index, payload, mark = out.get(timeout=WAIT)
             except queues.Empty:
+                kind = None
+            now = clock.monotonic()
+            if now - looked >= WAIT or kind is None:
+                # a worker that is gone without its result (what it sent before it
+                # ended is in the pipe: a second look, WAIT later, tells)
+                looked = now
                 for k, worker in enumerate(workers):
-                    if k not in done and not worker.is_alive():
+                    if k in done or worker.is_alive():
+                        continue
+                    if now - gone.setdefault(k, now) >= WAIT:
                         raise RuntimeError(f"{path}: worker {k} of {count} ended "
                                            f"(exit status {worker.exitcode}) without its result")
+            if kind is None:
+                continue
+            if kind == "progress":
+                if reading is not None:
+                    reading(path, *payload)
                 continue
             if kind == "failed":
                 raise RuntimeError(f"{path}: worker {index} of {count}: {payload}")

@@ -163,7 +163,7 @@ class Connection:
 
     __slots__ = ("stream", "a", "b", "start", "last", "ended_at", "closing",
                  "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt",
-                 "continued", "quoted", "socks", "synack_time")
+                 "continued", "quoted", "socks", "synack_time", "payload_seen")
     foreign = False     # a Numbered one: analysed by another worker
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
@@ -184,13 +184,14 @@ class Connection:
         self.rtt = None               # SYN to the ACK of the SYN-ACK: one round trip
         self.quoted = False           # opened by a TCP header an ICMP error quoted: no packet yet
         self.socks = None             # SocksWatch while a SOCKS handshake may spend a stream number
+        self.payload_seen = False     # a segment with payload came (in order or not)
 
     @property
     def half_open(self):
-        """Not ended, and no SYN-ACK nor payload byte seen yet (a flood's connections)."""
-        a, b = self.a, self.b
-        return (self.ended_at is None and a.tracker is None and b.tracker is None
-                and not a.synack and not b.synack)
+        """Not ended, and no SYN-ACK nor payload byte seen yet (a flood's connections;
+        the same test for a Numbered one, which has no tracker)."""
+        return (self.ended_at is None and not self.payload_seen
+                and not self.a.synack and not self.b.synack)
 
     # -- roles ----------------------------------------------------------------
 
@@ -272,6 +273,8 @@ class Connection:
         self.last = time
         if flags & SYN and self.ended_at is not None:
             self.ended_at = None      # its handshake tried again: not over
+        if payload:
+            self.payload_seen = True
         if self.rtt is None:
             if flags & SYN:
                 if not flags & ACK and self.syn_time is None:
@@ -316,6 +319,7 @@ class Connection:
             self.rtt = time - self.syn_time
         tracker = side.tracker
         if size:
+            self.payload_seen = True
             if tracker is not None and size < tracker.in_body(offset):
                 tracker.skip_body(offset, size, frame, time)   # the bytes are not needed
             else:
@@ -458,17 +462,11 @@ class Numbered(Connection):
     ``Connection`` keeps (its sides' first sequence numbers, SYN and SYN-ACK, when
     it ended, its last packet), none of its bytes: its sides are bare (no stream)."""
 
-    __slots__ = ("payload_seen",)
+    __slots__ = ()
     foreign = True
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
         super().__init__(stream, a, b, time, None, midstream)
-        self.payload_seen = False
-
-    @property
-    def half_open(self):
-        return (self.ended_at is None and not self.payload_seen
-                and not self.a.synack and not self.b.synack)
 
     def packet(self, side, peer, frame, time, seq, ack, flags, payload, missing):
         self.last = time
