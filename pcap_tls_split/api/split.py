@@ -36,7 +36,7 @@ def _end_with_parent(parent):
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent:      # (it ended before the signal was asked for)
-        os._exit(1)
+        sys.exit(1)
 
 
 class _ShareRun(FileRun):
