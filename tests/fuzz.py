@@ -358,6 +358,20 @@ def _analysed(path, rows):
     return pcap_tls_split.analyze(path, all_connections=True, on_record=rows.append, errors="report")
 
 
+def _against(path, data, other):
+    """``path``'s report, whether it is the report of ``data`` (written to ``other``
+    for the while), and that report."""
+    with open(other, "wb") as f:
+        f.write(data)
+    try:
+        got, want = [], []
+        report = _analysed(path, got)
+        other_report = _analysed(other, want)
+    finally:
+        os.unlink(other)
+    return report, _comparable(report, got, path) == _comparable(other_report, want, other), other_report
+
+
 def _check_cut(case, path, workdir, problems):
     """The cut capture against the frames wholly before the cut."""
     clean = dict(captures_cache)[case.source]
@@ -365,16 +379,8 @@ def _check_cut(case, path, workdir, problems):
     if not boundaries or case.cut_at < boundaries[0]:
         return                               # the file header cut: nothing to compare
     whole = max(b for b in boundaries if b <= case.cut_at)
-    prefix = os.path.join(workdir, f"case-{case.number}-prefix.pcap")
-    with open(prefix, "wb") as f:
-        f.write(clean[:whole])
-    try:
-        got, want = [], []
-        cut_report = _analysed(path, got)
-        clean_report = _analysed(prefix, want)
-    finally:
-        os.unlink(prefix)
-    if _comparable(cut_report, got, path) != _comparable(clean_report, want, prefix):
+    cut_report, same, _ = _against(path, clean[:whole], os.path.join(workdir, f"case-{case.number}-prefix.pcap"))
+    if not same:
         problems.append(f"a cut at byte {case.cut_at} differs from the {whole} bytes of whole frames")
     if case.cut_at > whole and not cut_report.inputs[0].errors and not case.compressed:
         problems.append("a cut inside a frame is not reported")
@@ -395,18 +401,11 @@ def salvage(packed):
 
 def _check_compressed(case, path, workdir, problems):
     """A gzip-compressed capture against the bytes zlib decodes of it, uncompressed."""
-    plain = os.path.join(workdir, f"case-{case.number}-plain.pcap")
-    with open(plain, "wb") as f:
-        f.write(salvage(case.data))
-    try:
-        got, want = [], []
-        packed_report = _analysed(path, got)
-        plain_report = _analysed(plain, want)
-    finally:
-        os.unlink(plain)
+    packed_report, same, plain_report = _against(path, salvage(case.data),
+                                                 os.path.join(workdir, f"case-{case.number}-plain.pcap"))
     if plain_report.inputs[0].format is None and packed_report.inputs[0].format is None:
         return                               # neither has a whole file header
-    if _comparable(packed_report, got, path) != _comparable(plain_report, want, plain):
+    if not same:
         problems.append("the compressed capture differs from the bytes zlib decodes of it")
 
 

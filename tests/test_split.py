@@ -176,3 +176,25 @@ def test_a_split_run_shows_the_progress_of_its_first_worker(corpus, monkeypatch)
     analyze(path, jobs=2, progress=Progress())
     assert told[-1] == ("done", path) and len(told) >= 2
     assert all(entry[0] == path and entry[1] > 0 for entry in told[:-1])
+
+
+def test_a_share_counts_half_open_connections_as_one_table_does():
+    """A connection whose only payload is held out of order is no longer half-open,
+    whether this worker analyses it or not (the half-open bound then lets the same go)."""
+    from test_floods import SERVER_ADDR, addr
+    from pcap_tls_split.frame import ACK, SYN
+
+    def run(share):
+        ended = []
+        table = ConnectionTable(ended.append, share=share, max_half_open=20)
+        for n in range(60):
+            table.packet(2 * n + 1, 1.0, addr(n), SERVER_ADDR, 40000, 443, n, 0, SYN, b"", 0)
+            if n % 2:     # 50 bytes missing before it: held, never delivered
+                table.packet(2 * n + 2, 1.0, addr(n), SERVER_ADDR, 40000, 443, n + 51, 1, ACK, b"x" * 10, 0)
+        evictions = dict(table.evictions)
+        table.finish()
+        return evictions, [(c.stream, c.end_reason) for c in ended]
+
+    alone = run(None)
+    assert alone[0]["half_open"] > 0
+    assert run((0, 2)) == run((1, 2)) == alone

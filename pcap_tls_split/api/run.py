@@ -63,8 +63,8 @@ class FileRun:
     ``limits`` (as ``pcap_tls_split.analyze`` takes them), ``keep`` (False: the
     listed connections go to ``on_connection`` only, not into ``listed``),
     ``share`` (``(index, count)``: analyse only that share of the connections,
-    ``ConnectionTable``'s; ``ends`` then says where each listed one ended in the
-    order of all). Subclasses may look at each
+    ``ConnectionTable``'s; ``ended`` counts the others' ends too, so it is a
+    connection's place in the end order of all). Subclasses may look at each
     finished connection in ``connection_ended`` (the Wireshark bridge does)."""
 
     def __init__(self, path, options, on_connection=None, on_record=None):
@@ -81,7 +81,6 @@ class FileRun:
         self.errors = []
         self.progress = None    # progress(path, bytes read, size, packets) now and then
         self.ended = 0          # connections ended so far (own and, with a share, the others)
-        self.ends = []          # with a share: the place in the end order of each listed one
 
     def connection_ended(self, conn):
         self.ended += 1
@@ -116,7 +115,6 @@ class FileRun:
             return
         if self.options.get("keep", True):
             self.listed.append(report)
-            self.ends.append(self.ended)
         if self.user_on_connection is not None:
             self.user_on_connection(report)
 
@@ -170,22 +168,19 @@ class FileResult:
         self.remote = False          # made in a worker: the callbacks are still to be made
         self.input = inp
         self.listed = run.listed
-        self.ends = run.ends
         self.records = records
         self.tcp, self.tls, self.flagged = run.tcp, run.tls, run.flagged
         self.by_code, self.correlation = run.by_code, run.correlation
 
     @classmethod
-    def merged(cls, shares):
-        """One input's result from its shares (each worker's, ``options["share"]``):
-        the connections listed in the order they ended, the counters summed, the
-        errors each said once (every worker read the whole capture)."""
+    def merged(cls, shares, listed):
+        """One input's result from its shares (each worker's, ``options["share"]``)
+        and the connections ``listed`` in the order they ended: the counters summed,
+        the errors each said once (every worker read the whole capture)."""
         first = shares[0]
         merged = cls.__new__(cls)
-        merged.remote = any(share.remote for share in shares)
-        order = sorted((end, i, j) for i, share in enumerate(shares) for j, end in enumerate(share.ends))
-        merged.listed = [shares[i].listed[j] for _, i, j in order]
-        merged.ends = [end for end, _, _ in order]
+        merged.remote = False
+        merged.listed = listed
         merged.records = None
         merged.tcp = sum(share.tcp for share in shares)
         merged.tls = sum(share.tls for share in shares)

@@ -145,7 +145,4 @@ def analyze_split(path, options, count, on_connection=None, reading=None):
             listed.append(report)
         if on_connection is not None:
             on_connection(report)
-    result = FileResult.merged([done[k] for k in range(count)])
-    result.listed = listed
-    result.remote = False
-    return result
+    return FileResult.merged([done[k] for k in range(count)], listed)

@@ -116,14 +116,20 @@ def cli_handshake_only(end, log):
     log("sent FIN (no close_notify)")
 
 
-def cli_abandons_handshake(end, log):
-    """Sends its ClientHello, reads the server's first flight and gives up on it:
-    FIN, no alert (a stack that rejects the certificate silently, say)."""
+def _handshake_step(end):
+    """What the client's handshake has to send now (its ClientHello, then its
+    second flight once the server's first is in), sent."""
     try:
         end.obj.do_handshake()
     except T.ssl.SSLWantReadError:
         pass
     end.flush()
+
+
+def cli_abandons_handshake(end, log):
+    """Sends its ClientHello, reads the server's first flight and gives up on it:
+    FIN, no alert (a stack that rejects the certificate silently, say)."""
+    _handshake_step(end)
     log("sent ClientHello")
     got = 0
     while True:
@@ -271,11 +277,7 @@ def cli_says_goodbye(end, log):
 def cli_preconnect_abandoned(end, log):
     """A browser's preconnect abandoned: its ClientHello, then FIN (no alert) 20 ms
     later, before the server's first flight comes."""
-    try:
-        end.obj.do_handshake()
-    except T.ssl.SSLWantReadError:
-        pass
-    end.flush()
+    _handshake_step(end)
     log("sent ClientHello")
     time.sleep(0.02)
     end.sock.close()
@@ -331,11 +333,7 @@ def srv_slow_first_flight(end, ctl, log):
     d = end.recv(5.0)
     need(d, "server: no ClientHello")
     time.sleep(0.1)
-    try:
-        end.obj.do_handshake()
-    except T.ssl.SSLWantReadError:
-        pass
-    end.flush()
+    _handshake_step(end)
     log("sent its first flight, 100 ms after the ClientHello")
     try:
         while end.recv(2.0):

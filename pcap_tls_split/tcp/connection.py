@@ -125,6 +125,16 @@ class Side:
         if len(segments) > RECENT_SEGMENTS:
             del segments[0]
 
+    def note_segments(self, frames, times, ends):
+        """Several of its data segments, in order (a run)."""
+        keep = max(0, len(frames) - RECENT_SEGMENTS)     # the others would fall out
+        segments = self.segments
+        if not segments:
+            segments = self.segments = []
+        segments.extend(zip(frames[keep:], times[keep:], ends[keep:]))
+        if len(segments) > RECENT_SEGMENTS:
+            del segments[:-RECENT_SEGMENTS]
+
     @property
     def partial(self):
         """The record its stream ended inside of (None: none)."""
@@ -163,7 +173,7 @@ class Connection:
 
     __slots__ = ("stream", "a", "b", "start", "last", "ended_at", "closing",
                  "midstream", "end_reason", "_client", "on_record", "syn_time", "rtt",
-                 "continued", "quoted", "socks", "synack_time", "payload_seen")
+                 "continued", "quoted", "socks", "synack_time")
     foreign = False     # a Numbered one: analysed by another worker
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
@@ -184,14 +194,14 @@ class Connection:
         self.rtt = None               # SYN to the ACK of the SYN-ACK: one round trip
         self.quoted = False           # opened by a TCP header an ICMP error quoted: no packet yet
         self.socks = None             # SocksWatch while a SOCKS handshake may spend a stream number
-        self.payload_seen = False     # a segment with payload came (in order or not)
 
     @property
     def half_open(self):
-        """Not ended, and no SYN-ACK nor payload byte seen yet (a flood's connections;
-        the same test for a Numbered one, which has no tracker)."""
-        return (self.ended_at is None and not self.payload_seen
-                and not self.a.synack and not self.b.synack)
+        """Not ended, and no SYN-ACK nor payload byte seen yet, in order or not (a
+        flood's connections): every segment with payload is in a side's ``segments``."""
+        a, b = self.a, self.b
+        return (self.ended_at is None and not a.segments and not b.segments
+                and not a.synack and not b.synack)
 
     # -- roles ----------------------------------------------------------------
 
@@ -273,8 +283,6 @@ class Connection:
         self.last = time
         if flags & SYN and self.ended_at is not None:
             self.ended_at = None      # its handshake tried again: not over
-        if payload:
-            self.payload_seen = True
         if self.rtt is None:
             if flags & SYN:
                 if not flags & ACK and self.syn_time is None:
@@ -319,7 +327,6 @@ class Connection:
             self.rtt = time - self.syn_time
         tracker = side.tracker
         if size:
-            self.payload_seen = True
             if tracker is not None and size < tracker.in_body(offset):
                 tracker.skip_body(offset, size, frame, time)   # the bytes are not needed
             else:
@@ -341,13 +348,7 @@ class Connection:
         self.last = time
         side.stream.end_run(end, len(frames))
         side.tracker.end_body_run(frames, ends, end, left, time)
-        keep = max(0, len(frames) - RECENT_SEGMENTS)     # the others would fall out
-        segments = side.segments
-        if not segments:
-            segments = side.segments = []
-        segments.extend(zip(frames[keep:], times[keep:], ends[keep:]))
-        if len(segments) > RECENT_SEGMENTS:
-            del segments[:-RECENT_SEGMENTS]
+        side.note_segments(frames, times, ends)
 
     def _acked(self, side, peer, ack):
         side.last_ack = ack  # a bulk sender repeats the same ACK: look at it once
@@ -462,11 +463,17 @@ class Numbered(Connection):
     ``Connection`` keeps (its sides' first sequence numbers, SYN and SYN-ACK, when
     it ended, its last packet), none of its bytes: its sides are bare (no stream)."""
 
-    __slots__ = ()
+    __slots__ = ("payload_seen",)   # (bare sides keep no segments to tell it)
     foreign = True
 
     def __init__(self, stream, a, b, time, on_record=None, midstream=False):
-        super().__init__(stream, a, b, time, None, midstream)
+        super().__init__(stream, a, b, time, on_record, midstream)
+        self.payload_seen = False
+
+    @property
+    def half_open(self):
+        return (self.ended_at is None and not self.payload_seen
+                and not self.a.synack and not self.b.synack)
 
     def packet(self, side, peer, frame, time, seq, ack, flags, payload, missing):
         self.last = time
