@@ -21,11 +21,14 @@ def test_stream_numbers_in_order_of_first_packet_and_port_reuse_opens_a_new_one(
     assert table.streams == 3
 
 
-def test_entries_by_tuple_and_by_wire_key_are_the_same():
+def test_entries_by_addresses_and_by_wire_key_are_the_same():
     wire = Wire()
     entry = wire.table.entry(wire_key(CLIENT_ADDR, CLIENT_PORT, SERVER_ADDR, SERVER_PORT))
     assert isinstance(entry, Entry) and entry.side.port == CLIENT_PORT and entry.peer.port == SERVER_PORT
-    assert wire.table.by_key[(CLIENT_ADDR, CLIENT_PORT, SERVER_ADDR, SERVER_PORT)] == entry
+    assert wire.table.find(CLIENT_ADDR, CLIENT_PORT, SERVER_ADDR, SERVER_PORT) is entry
+    back = wire.table.find(SERVER_ADDR, SERVER_PORT, CLIENT_ADDR, CLIENT_PORT)
+    assert back.connection is entry.connection and back.side is entry.peer and back.peer is entry.side
+    assert wire.table.find(CLIENT_ADDR, CLIENT_PORT + 1, SERVER_ADDR, SERVER_PORT) is None
 
 
 def test_roles_from_the_syn_else_the_client_hello_else_the_higher_port():
@@ -263,3 +266,30 @@ def test_socks_spends_a_stream_number_at_the_first_proxied_payload():
     assert watch.payload(True, b"\x16\x03\x01...") is True and watch.done
     other = SocksWatch(client_is_a=True)
     assert other.payload(True, b"GET / HTTP/1.1\r\n") is False and other.done
+
+
+def test_a_socks_connection_takes_the_steps_until_its_handshake_is_over():
+    """The fused packet loop finds a connection by ``entry``; one in a SOCKS handshake
+    must not be found there (its packets take ``place``, which watches the
+    handshake), and is once the proxied connection's first payload came."""
+    table = ConnectionTable(lambda conn: None)
+    a, b, port = CLIENT_ADDR, SERVER_ADDR, 1080
+    table.packet(1, 1.0, a, b, 40000, port, 100, 0, SYN, b"", 0)
+    table.packet(2, 1.1, b, a, port, 40000, 900, 101, SYN | ACK, b"", 0)
+    both = (wire_key(a, 40000, b, port), wire_key(b, port, a, 40000))
+    assert [table.entry(wire) for wire in both] == [None, None]
+    assert table.find(a, 40000, b, port).side.port == 40000
+    seq = {a: 101, b: 901}
+    for frame, (sender, payload) in enumerate([
+            (a, b"\x05\x01\x00"), (b, b"\x05\x00"), (a, b"\x05\x01\x00\x01" + bytes(4) + b"\x01\xbb"),
+            (b, b"\x05\x00\x00\x01" + bytes(4) + b"\x00\x00"), (a, client_hello())], 3):
+        assert table.entry(both[0]) is None
+        other = b if sender == a else a
+        sport, dport = (40000, port) if sender == a else (port, 40000)
+        table.packet(frame, 1.0 + frame / 10, sender, other, sport, dport, seq[sender], seq[other],
+                     ACK | PSH, payload, 0)
+        seq[sender] += len(payload)
+    assert [table.entry(wire) for wire in both] == [table.find(a, 40000, b, port), table.find(b, port, a, 40000)]
+    assert table.streams == 2          # one spent for the proxied connection
+    table.finish()
+    assert table.find(a, 40000, b, port) is None and table.entry(both[0]) is None

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 ``ConnectionTable.segment`` takes each decoded ``frame.Segment`` in capture
-order, finds its connection by 4-tuple (numbering connections as Wireshark's
+order, finds its connection by its addresses and ports (numbering connections as Wireshark's
 ``tcp.stream`` does: in order of first packet; a SYN whose sequence number
 differs from the one its direction started with opens a new connection on
 the same 4-tuple) and hands it to ``Connection.packet``.
@@ -124,8 +124,10 @@ class ConnectionTable:
         self.on_record = on_record
         self.idle_timeout = idle_timeout
         self.linger = linger
-        self.by_key = {}              # (src, sport, dst, dport) -> Entry
-        self.by_wire = {}             # the same, keyed by wire_key (src + dst + ports as on the wire)
+        self.by_wire = {}             # wire_key (src + dst + ports as on the wire) -> Entry
+        # the same for connections in a SOCKS handshake: the fused packet loop must not
+        # find them (all their packets take place())
+        self._socks_wire = {}
         # OrderedDicts: the oldest is taken in constant time however many went before
         # wire_key of one direction -> (stream, kind, time, client sent in that direction,
         # client_seq), oldest first: a Tombstone's fields without its addresses
@@ -184,14 +186,13 @@ class ConnectionTable:
     def place(self, frame, time, segment):
         """A decoded segment, after ``tick``: to its connection."""
         src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
-        key = (src, sport, dst, dport)
-        entry = self.by_key.get(key)
+        entry = self.find(src, sport, dst, dport)
         if flags & ICMP_QUOTE:
             if entry is None:
-                self._open(key, frame, time, 0, seq, quoted=True)
+                self._open((src, sport, dst, dport), frame, time, 0, seq, quoted=True)
             return
         if entry is None or flags & SYN or entry.side.first_seq is None:
-            entry = self._place(key, frame, time, flags, seq, entry)
+            entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
             if entry is None:
                 return
         conn = entry.connection
@@ -200,8 +201,17 @@ class ConnectionTable:
             self._socks(conn, entry.side is conn.a, payload)
 
     def entry(self, wire):
-        """The Entry of a direction by its ``wire_key`` (None: no such connection open)."""
+        """The Entry of a direction by its ``wire_key`` (None: no such connection open,
+        or one whose packets must all take ``place``: a SOCKS handshake)."""
         return self.by_wire.get(wire)
+
+    def find(self, src, sport, dst, dport):
+        """The Entry of the open connection with this direction (None: none)."""
+        wire = wire_key(src, sport, dst, dport)
+        entry = self.by_wire.get(wire)
+        if entry is None and self._socks_wire:
+            return self._socks_wire.get(wire)
+        return entry
 
     def packet(self, frame, time, src, dst, sport, dport, seq, ack, flags, payload, missing):
         """A segment given field by field."""
@@ -244,14 +254,14 @@ class ConnectionTable:
             # the same connection, woken after an idle timeout or its handshake
             # retried: reported again, as a continuation with the same stream
             # number and roles
-            conn = self._new(tomb.stream, key, time, midstream=not retried)
-            conn.continued = True
-            conn.fix_roles(tomb.client)
+            entry = self._new(tomb.stream, key, time, midstream=not retried)
+            entry.connection.continued = True
+            entry.connection.fix_roles(tomb.client)
         else:
-            conn = self._new(self.streams, key, time, midstream=not flags & SYN)
-            conn.quoted = quoted
+            entry = self._new(self.streams, key, time, midstream=not flags & SYN)
+            entry.connection.quoted = quoted
             self.streams += 1
-        return self.by_key[key]
+        return entry
 
     def _new(self, stream, key, time, midstream):
         src, sport, dst, dport = key
@@ -260,14 +270,15 @@ class ConnectionTable:
         a, b = Side(src, sport, bare), Side(dst, dport, bare)
         conn = (Numbered if bare else Connection)(stream, a, b, time, self.on_record, midstream)
         self._bound(conn)
-        self.by_key[key] = Entry(conn, a, b)
-        self.by_key[(dst, dport, src, sport)] = Entry(conn, b, a)
+        entry = Entry(conn, a, b)
+        into = self.by_wire
         if SOCKS_PORT in (sport, dport):
             # all its packets take place() until the SOCKS handshake is over
             conn.socks = SocksWatch(client_is_a=dport == SOCKS_PORT)
-        else:
-            self._wire(conn)
-        return conn
+            into = self._socks_wire
+        into[wire_key(src, sport, dst, dport)] = entry
+        into[wire_key(dst, dport, src, sport)] = Entry(conn, b, a)
+        return entry
 
     def _bound(self, conn):
         """A new connection: make room for it within the bounds (the oldest let go)."""
@@ -332,14 +343,6 @@ class ConnectionTable:
         client = (src, sport) if client_first == forward else (dst, dport)
         return wire, value, Tombstone(stream, kind, time, client, client_seq)
 
-    def _wire(self, conn):
-        """Index the connection by its wire keys too (for the fused packet loop)."""
-        a, b = conn.a, conn.b
-        self.by_wire[wire_key(a.addr, a.port, b.addr, b.port)] = self.by_key[
-            (a.addr, a.port, b.addr, b.port)]
-        self.by_wire[wire_key(b.addr, b.port, a.addr, a.port)] = self.by_key[
-            (b.addr, b.port, a.addr, a.port)]
-
     def _socks(self, conn, from_a, payload):
         """Wireshark's SOCKS dissector: a stream number for the proxied connection."""
         spend = conn.socks.payload(from_a, payload)
@@ -347,21 +350,23 @@ class ConnectionTable:
             self.streams += 1
             self.spent += 1
         if conn.socks.done:
+            # the fused packet loop may take its packets from now on
             conn.socks = None
-            self._wire(conn)
+            a, b = conn.a, conn.b
+            for wire in (wire_key(a.addr, a.port, b.addr, b.port), wire_key(b.addr, b.port, a.addr, a.port)):
+                self.by_wire[wire] = self._socks_wire.pop(wire)
 
     def _end(self, conn, reason):
         a, b = conn.a, conn.b
-        key = (a.addr, a.port, b.addr, b.port)
-        self.by_key.pop(key, None)
-        self.by_key.pop((b.addr, b.port, a.addr, a.port), None)
-        self.by_wire.pop(wire_key(a.addr, a.port, b.addr, b.port), None)
-        self.by_wire.pop(wire_key(b.addr, b.port, a.addr, a.port), None)
+        wire = wire_key(a.addr, a.port, b.addr, b.port)
+        back = wire_key(b.addr, b.port, a.addr, a.port)
+        by_wire = self._socks_wire if conn.socks is not None else self.by_wire
+        by_wire.pop(wire, None)
+        by_wire.pop(back, None)
         self._opened.pop(conn, None)
         kind = "idle" if reason in ("idle", "evicted") else "closed"
         client = conn.client
         tombstones = self.tombstones
-        wire = wire_key(a.addr, a.port, b.addr, b.port)
         tombstones.pop(wire, None)
         if len(tombstones) >= self.max_tombstones:
             tombstones.popitem(last=False)

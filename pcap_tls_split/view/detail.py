@@ -226,7 +226,7 @@ class KeepingTable(ConnectionTable):
     def place(self, frame, time, segment):
         super().place(frame, time, segment)
         src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
-        entry = self.by_key.get((src, sport, dst, dport))
+        entry = self.find(src, sport, dst, dport)
         if entry is None:
             tomb = self.tombstone(src, sport, dst, dport)
             self.last_stream = None if tomb is None else tomb.stream
