@@ -334,7 +334,7 @@ class RecordTracker:
             return
         if self.pos > SEEK_LIMIT:
             self.mode = OFF  # no TLS handshake near the start: not TLS
-            self._log = []
+            self._log = ()
             return
         # keep only the tail a pattern straddling into the next chunk needs (of a
         # chunk, its bytes from there on: a side of 1,460 bytes that is not TLS
@@ -401,7 +401,7 @@ class RecordTracker:
                 return
         if self.tls_start is None and self.pos > SEEK_LIMIT:
             self.mode = OFF  # never found any record framing: not TLS
-            self._log = []
+            self._log = ()
             self._candidates = None
             return
         self._trim_log()
@@ -467,7 +467,7 @@ class RecordTracker:
 
     def _sync_at(self, start, out):
         """Framing found at ``start``: replay the kept chunks from there in SYNC."""
-        log, self._log = self._log, []
+        log, self._log = self._log, ()   # (only SEEK and RESYNC log chunks)
         self._candidates = None
         if self.tls_start is None:
             self.tls_start = start
@@ -497,18 +497,19 @@ class RecordTracker:
         # 5 header bytes are in ``_hdr``; from then on ``_cur_frames`` (with
         # ``_cur_ends``, the same length) is not empty and ``_body_left`` body
         # bytes are still to come; ``_reading`` says the body's bytes are parsed
-        # (clear handshake, alert), so they cannot be skipped.
+        # (clear handshake, alert), so they cannot be skipped. Between records
+        # ``_cur_frames``, ``_cur_ends`` and ``_messages`` are empty tuples (a
+        # side waiting for its peer keeps no lists): lists from the first byte on.
         self._start = self.pos
         self._hdr = b""
         self._hlen = wire.HEADER_LENGTH   # the header's length (an SSLv2 one: 2 or 3)
         self._hdr_frames = 0
         self._type = self._version = self._length = None
         self._body_left = 0
-        self._cur_frames = []
-        self._cur_ends = []
+        self._cur_frames = self._cur_ends = ()
         self._first_time = self._last_time = None
         self._missing = 0
-        self._messages = []
+        self._messages = ()
         self._alert_bytes = None
         self._parse_handshake = False
         self._hs_probe = None
@@ -517,14 +518,17 @@ class RecordTracker:
 
     def _touch(self, frame, time, end, out):
         """Note that ``frame`` carried this record's bytes up to ``end``."""
-        if self._cur_frames and self._cur_frames[-1] == frame:
+        frames = self._cur_frames
+        if not frames:
+            self._first_time = time
+            if self._held is not None:
+                self._coalesced_prev = self._release(frame, out)
+            self._cur_frames = [frame]
+            self._cur_ends = [end]
+        elif frames[-1] == frame:
             self._cur_ends[-1] = end
         else:
-            if not self._cur_frames:
-                self._first_time = time
-                if self._held is not None:
-                    self._coalesced_prev = self._release(frame, out)
-            self._cur_frames.append(frame)
+            frames.append(frame)
             self._cur_ends.append(end)
         self._last_time = time
 
@@ -662,7 +666,7 @@ class RecordTracker:
                     except wire.MalformedTLS:
                         pass
                 continue
-            self._messages.append(msg_type)
+            self._messages += (msg_type,)   # (a few per record)
             if msg_type == wire.CLIENT_HELLO:
                 self.client_hello = True
             elif msg_type == wire.SERVER_HELLO and body is not None:
