@@ -327,3 +327,41 @@ def test_records_table_shows_complete_only_when_a_record_is_not():
     render.write_records_table([RecordRow(**row), RecordRow(**dict(row, index=1, complete=False, missing=60))],
                                out, 120)
     assert out.getvalue().splitlines()[0].split()[-1] == "complete" and "no (60 B missing)" in out.getvalue()
+
+
+def test_a_finding_with_its_filter_is_what_dataclasses_replace_gives():
+    """``Finding.with_filter`` (the report's fast copy) against ``dataclasses.replace``,
+    on the findings of every sample, field by field."""
+    import dataclasses
+    import pcap_tls_split
+    from pcap_tls_split.findings.rules import Finding
+    found = [f for c in pcap_tls_split.analyze(SAMPLES).connections for f in c.findings]
+    assert len({f.code for f in found}) >= 5
+    for f in found:
+        copy = f.with_filter("tcp.stream eq 9")
+        assert type(copy) is Finding and copy == dataclasses.replace(f, wireshark_filter="tcp.stream eq 9")
+        assert copy.evidence is f.evidence and f.wireshark_filter != "tcp.stream eq 9"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            copy.frame = 1
+
+
+def test_to_plain_converts_each_kind_as_before_its_converter_was_kept():
+    """to_plain keeps one converter per type, chosen at its first value: a subclass
+    of dict, list, tuple or float still converts as one, other values stay as they are."""
+    import collections
+    import enum
+    from pcap_tls_split.report import RecordStats, to_plain
+
+    class Word(str, enum.Enum):
+        HIGH = "high"
+
+    class Ratio(float):
+        pass
+
+    value = collections.OrderedDict(a=(1, Ratio(0.1234567), [RecordStats(1, 2)]), b=Word.HIGH,
+                                    c={"d": 1.23456789, "e": None})
+    for _ in range(2):     # the second time through the kept converters
+        plain = to_plain(value)
+        assert plain == {"a": [1, 0.123457, [{"total": 1, "straddling": 2, "header_split": 0, "coalesced": 0}]],
+                         "b": "high", "c": {"d": 1.234568, "e": None}}
+        assert type(plain) is dict and type(plain["a"]) is list and plain["b"] is Word.HIGH

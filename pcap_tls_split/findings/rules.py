@@ -9,6 +9,7 @@ by where the reach falls), then the rules on each side's own close
 (``SIDE_RULES``).
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..tls import wire
@@ -42,6 +43,19 @@ class Finding:
     wireshark_filter: str = None
     """A Wireshark display filter that shows its packets (set by the report:
     ``tcp.stream eq N && frame.number >= F``)."""
+
+    def with_filter(self, wireshark_filter):
+        """This finding with ``wireshark_filter`` set: what ``dataclasses.replace``
+        gives, without its cost (it reads the fields anew at each call; the report
+        makes one per finding of every connection)."""
+        copy = object.__new__(Finding)
+        for name in _FIELDS:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "wireshark_filter", wireshark_filter)
+        return copy
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Finding) if f.name != "wireshark_filter")
 
 
 def _finding(code, side, time, frame, message, evidence, severity=None, confidence="high", why=None):

@@ -1,7 +1,5 @@
 """A finished connection, its facts and findings -> its report; a record -> its row."""
 
-import dataclasses
-
 from ..tls import ciphers, wire
 from .community import community_id
 from .model import Alert, CloseSummary, ConnectionReport, Quality, RecordRow, RecordStats
@@ -22,13 +20,14 @@ def connection_report(path, conn, facts, found):
     else:
         close_summary = CloseSummary()
     sides = (client, server)
+    mine, theirs = client.stream, server.stream
     quality = Quality(
-        gaps=sum(s.stream.gaps for s in sides),
-        retransmissions=sum(s.stream.retransmissions for s in sides),
-        out_of_order=sum(s.stream.out_of_order for s in sides),
-        midstream=conn.midstream or any(s.stream.midstream for s in sides),
-        conflicts=sum(s.stream.conflicts for s in sides),
-        snap_cut=sum(s.stream.snap_cut for s in sides),
+        gaps=mine.gaps + theirs.gaps,
+        retransmissions=mine.retransmissions + theirs.retransmissions,
+        out_of_order=mine.out_of_order + theirs.out_of_order,
+        midstream=conn.midstream or mine.midstream or theirs.midstream,
+        conflicts=mine.conflicts + theirs.conflicts,
+        snap_cut=mine.snap_cut + theirs.snap_cut,
         resyncs=sum(s.tracker.desyncs for s in sides if s.tracker is not None))
     version = facts.version
     if version is None:
@@ -50,8 +49,7 @@ def connection_report(path, conn, facts, found):
                  "server": RecordStats(server.total, server.straddling, server.header_split,
                                        server.coalesced)},
         close=close_summary, quality=quality,
-        findings=tuple(dataclasses.replace(f, wireshark_filter=wireshark_filter(conn.stream, f))
-                       for f in found))
+        findings=tuple([f.with_filter(wireshark_filter(conn.stream, f)) for f in found]))
 
 
 def alerts(conn):
@@ -62,21 +60,26 @@ def alerts(conn):
     return tuple(sorted(sent, key=lambda a: a.frame))
 
 
-def evidence_frames(evidence):
+def evidence_frames(evidence, into=None):
     """Every frame number a finding's evidence names (keys ``frame`` and ``*_frame``,
-    nested dicts included)."""
+    nested dicts included), as a list (``into``, when given, is added to)."""
+    frames = [] if into is None else into
     for key, value in evidence.items():
-        if isinstance(value, dict):
-            yield from evidence_frames(value)
-        elif (key == "frame" or key.endswith("_frame")) and isinstance(value, int) \
-                and not isinstance(value, bool) and value > 0:
-            yield value
+        if value.__class__ is int:
+            if value > 0 and (key == "frame" or key.endswith("_frame")):
+                frames.append(value)
+        elif isinstance(value, dict):
+            evidence_frames(value, frames)
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+                and (key == "frame" or key.endswith("_frame")):
+            frames.append(value)
+    return frames
 
 
 def wireshark_filter(stream, finding):
     """The display filter that shows a finding's packets in Wireshark: its stream from the
     earliest frame the finding names (its own, or one of its evidence) on."""
-    first = min([finding.frame, *evidence_frames(finding.evidence)])
+    first = min(evidence_frames(finding.evidence, [finding.frame]))
     return f"tcp.stream eq {stream} && frame.number >= {first}"
 
 

@@ -216,7 +216,9 @@ class RecordRow:
 
 
 _SCALARS = frozenset((str, int, bool, type(None)))
-_CONVERTERS = {}   # dataclass -> its to_plain, made once (dataclasses.fields is slow)
+# type -> its to_plain: a dataclass's made once from its fields (dataclasses.fields
+# is slow), the others' chosen at their first value (one dict lookup after that)
+_CONVERTERS = {}
 
 
 def _converter(kind):
@@ -231,23 +233,38 @@ def _converter(kind):
     return space["convert"]
 
 
+def _plain_dict(value):
+    return {k: (v if v.__class__ in _SCALARS else to_plain(v)) for k, v in value.items()}
+
+
+def _plain_items(value):
+    return [v if v.__class__ in _SCALARS else to_plain(v) for v in value]
+
+
+def _rounded(value):
+    return round(value, 6)
+
+
+def _as_is(value):
+    return value
+
+
 def to_plain(value):
     """Dataclasses to dicts, tuples to lists, floats rounded to the microsecond."""
-    kind = type(value)
-    if kind is float:
-        return round(value, 6)
+    kind = value.__class__
     if kind in _SCALARS:
         return value
     convert = _CONVERTERS.get(kind)
-    if convert is not None:
-        return convert(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        convert = _CONVERTERS[kind] = _converter(kind)
-        return convert(value)
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, float):
-        return round(value, 6)
-    return value
+    if convert is None:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            convert = _converter(kind)
+        elif isinstance(value, dict):
+            convert = _plain_dict
+        elif isinstance(value, (list, tuple)):
+            convert = _plain_items
+        elif isinstance(value, float):
+            convert = _rounded
+        else:
+            convert = _as_is
+        _CONVERTERS[kind] = convert
+    return convert(value)
