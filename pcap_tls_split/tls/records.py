@@ -136,6 +136,9 @@ class Record(NamedTuple):
         return self.frames[-1] if self.frames else 0
 
 
+_new_record = tuple.__new__   # Record(*fields) from a list of all its fields (Record._make, one call less)
+
+
 class RecordTracker:
     """Cuts one side stream into TLS records; see the module docstring."""
 
@@ -723,10 +726,11 @@ class RecordTracker:
     def _release(self, next_first_frame, out):
         """Emit the held record; return whether it shares ``next_first_frame``."""
         fields, self._held = self._held, None
-        shared = next_first_frame is not None and fields[5][-1:] == (next_first_frame,)
+        frames = fields[5]
+        shared = next_first_frame is not None and bool(frames) and frames[-1] == next_first_frame
         if shared:
             fields[10] = True
-        out.append(Record._make(fields))
+        out.append(_new_record(Record, fields))
         return shared
 
     def _flush(self, out):
