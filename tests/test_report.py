@@ -365,3 +365,34 @@ def test_to_plain_converts_each_kind_as_before_its_converter_was_kept():
         assert plain == {"a": [1, 0.123457, [{"total": 1, "straddling": 2, "header_split": 0, "coalesced": 0}]],
                          "b": "high", "c": {"d": 1.234568, "e": None}}
         assert type(plain) is dict and type(plain["a"]) is list and plain["b"] is Word.HIGH
+
+
+def test_reports_pickle_by_their_fields_and_come_back_equal():
+    """Findings and reports (``findings.frozen``) pickle as a call with their field
+    values: what a worker sends its parent comes back equal, field by field, frozen."""
+    import copy
+    import dataclasses
+    import pickle
+    import pcap_tls_split
+    from pcap_tls_split.findings import frozen
+    report = pcap_tls_split.analyze(SAMPLES, all_connections=True)
+    assert sum(len(c.findings) for c in report.connections) >= 10
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        back = pickle.loads(pickle.dumps(report, protocol=protocol))
+        assert back == report and back.to_dict() == report.to_dict()
+    conn = back.connections[0]
+    assert copy.copy(conn) == conn and copy.deepcopy(conn) == conn
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        conn.stream = 7
+
+    @frozen
+    class One:
+        only: int = 3
+    assert One(5).__reduce__() == (One, (5,)) and copy.copy(One(5)) == One(5)
+    assert conn.__reduce__() == (type(conn), tuple(getattr(conn, f.name) for f in dataclasses.fields(conn)))
+
+    with pytest.raises(TypeError, match="__init__"):
+        @frozen
+        class Derived:
+            kept: int = 0
+            made: int = dataclasses.field(default=0, init=False)

@@ -10,17 +10,18 @@ by where the reach falls), then the rules on each side's own close
 """
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..tls import wire
 from .codes import CODES, Severity
 from .facts import UNSEEN_ALERT, ends_on_boundary, last_received, records_of, type_name
+from .frozen import frozen
 
 # A FIN this close after the side's last data came "back to back" with it.
 BACK_TO_BACK = 0.010
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Finding:
     """One premature-close signature found on a connection."""
 

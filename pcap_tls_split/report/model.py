@@ -5,16 +5,16 @@ A tree of frozen dataclasses whose docstrings document each field;
 """
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .._version import __version__
-from ..findings import PREMATURE_CODES, Severity
+from ..findings import PREMATURE_CODES, Severity, frozen
 
 SCHEMA = 1
 TOOL = {"name": "pcap-tls-split", "version": __version__}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RecordStats:
     """How one side's records sat against its segments."""
 
@@ -24,7 +24,7 @@ class RecordStats:
     coalesced: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CloseSummary:
     """Who closed first, how, and how far into the peer's stream it had received."""
 
@@ -44,7 +44,7 @@ class CloseSummary:
     """The last peer record wholly received before the close came in more than one segment."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Quality:
     """What the capture missed or repeated on this connection."""
 
@@ -57,7 +57,7 @@ class Quality:
     resyncs: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Alert:
     """A TLS alert sent in the clear (up to TLS 1.2, or before encryption in TLS 1.3)."""
 
@@ -71,7 +71,7 @@ class Alert:
     """The frame that completed its record."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConnectionReport:
     """One TLS connection: its parties, its handshake in clear, records, close and findings."""
 
@@ -109,7 +109,7 @@ class ConnectionReport:
         return to_plain(self)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InputReport:
     """One input file: what was read and what went wrong."""
 
@@ -126,7 +126,7 @@ def is_premature(conn):
     return any(f.code in PREMATURE_CODES and f.severity >= Severity.MEDIUM for f in conn.findings)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Correlation:
     """Premature closes against how the close sat on the peer's segments and records.
 
@@ -154,7 +154,7 @@ class Correlation:
                            not_premature=row(False), cells=cells)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Summary:
     connections: int = 0
     tls_connections: int = 0
@@ -163,7 +163,7 @@ class Summary:
     correlation: Correlation = field(default_factory=Correlation)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Report:
     """What ``analyze`` returns: the inputs, the connections listed, a summary."""
 
@@ -188,7 +188,7 @@ class Report:
         return [i for i in self.inputs if i.format is None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RecordRow:
     """One TLS record of the ``records`` command."""
 
