@@ -357,8 +357,8 @@ class Connection:
             self.consume(peer, events)
 
     def _closed(self, side, peer, frame, time, flags, ack):
-        kind = "rst" if flags & RST else "fin"
         if side.close is None:
+            kind = "rst" if flags & RST else "fin"
             if flags & ACK and peer.stream.base is not None:
                 reach, estimated = peer.stream.offset(ack), False
             else:
@@ -368,7 +368,12 @@ class Connection:
                                peer.stream.captured_end(), side.stream.captured_end())
             side.close_peer_segment = _last_received(peer.segments, reach)
             self.closing = True
-        if kind == "rst":
+        self._marked(side, peer, frame, time, flags)
+
+    def _marked(self, side, peer, frame, time, flags):
+        """A FIN or RST of ``side``: its first of each marked, and when the connection
+        ended (at a RST, or at the FIN that follows the peer's)."""
+        if flags & RST:
             if side.rst is None:
                 side.rst = Mark(frame, time)
             self.ended_at = time
@@ -481,14 +486,8 @@ class Numbered(Connection):
             self.ended_at = None
         if payload:
             self.payload_seen = True
-        if flags & RST:
-            if side.rst is None:
-                side.rst = Mark(frame, time)
-            self.ended_at = time
-        elif flags & FIN and side.fin is None:
-            side.fin = Mark(frame, time)
-            if peer.fin is not None and self.ended_at is None:
-                self.ended_at = time
+        if flags & (FIN | RST):
+            self._marked(side, peer, frame, time, flags)   # (ended as a Connection would be)
 
     def segment_in_order(self, side, peer, buf, start, size, seq, ack, flags, frame, time):
         if side.first_seq is None:

@@ -114,6 +114,12 @@ def wire_key(src, sport, dst, dport):
     return bytes(src) + bytes(dst) + _PORTS(sport, dport)
 
 
+def _wire_keys(conn):
+    """The wire keys of a connection's two directions: from a, from b."""
+    a, b = conn.a, conn.b
+    return wire_key(a.addr, a.port, b.addr, b.port), wire_key(b.addr, b.port, a.addr, a.port)
+
+
 class ConnectionTable:
     """Finds each segment's connection, numbering them as Wireshark's tcp.stream."""
 
@@ -352,14 +358,11 @@ class ConnectionTable:
         if conn.socks.done:
             # the fused packet loop may take its packets from now on
             conn.socks = None
-            a, b = conn.a, conn.b
-            for wire in (wire_key(a.addr, a.port, b.addr, b.port), wire_key(b.addr, b.port, a.addr, a.port)):
+            for wire in _wire_keys(conn):
                 self.by_wire[wire] = self._socks_wire.pop(wire)
 
     def _end(self, conn, reason):
-        a, b = conn.a, conn.b
-        wire = wire_key(a.addr, a.port, b.addr, b.port)
-        back = wire_key(b.addr, b.port, a.addr, a.port)
+        wire, back = _wire_keys(conn)
         by_wire = self._socks_wire if conn.socks is not None else self.by_wire
         by_wire.pop(wire, None)
         by_wire.pop(back, None)
@@ -371,7 +374,7 @@ class ConnectionTable:
         if len(tombstones) >= self.max_tombstones:
             tombstones.popitem(last=False)
             self.evictions["tombstones"] += 1
-        tombstones[wire] = (conn.stream, kind, conn.last, client is a,
+        tombstones[wire] = (conn.stream, kind, conn.last, client is conn.a,
                             client.first_seq if client.syn else None)
         conn.end_reason = reason
         conn.finish()
