@@ -339,3 +339,59 @@ def test_an_unseen_alert_acknowledged_by_the_peer_lowers_no_close_notify():
     wire.server.fin()
     (quiet,) = [f for f in wire.findings() if f.code == "no_close_notify" and f.side == "client"]
     assert quiet.confidence == "medium" and "31 bytes" in quiet.evidence["confidence_reason"]
+
+
+# -- the facts read once are the facts as defined ------------------------------------------
+
+def _sample_connections():
+    from pcap_tls_split.capture import open_capture
+    from pcap_tls_split.frame import decode
+    from pcap_tls_split.tcp import ConnectionTable
+    ended = []
+    for path in sorted((ROOT / "samples").glob("*.pcap*")):
+        table = ConnectionTable(ended.append)
+        with open_capture(str(path)) as capture:
+            for n, time, linktype, data, orig_len in capture.frames():
+                segment = decode(linktype, data, orig_len)
+                if segment is not None:
+                    table.segment(n, time, segment)
+        table.finish()
+    return [conn for conn in ended if conn.is_tls]
+
+
+def test_facts_kept_once_are_what_their_definitions_give():
+    from pcap_tls_split.findings import Facts
+    from pcap_tls_split.findings.facts import ends_on_boundary, last_received, records_of
+    conns = _sample_connections()
+    # and a close after a record that came in two segments
+    wire = Wire()
+    wire.tls12(request=app(40))
+    body = app(2000, b"r")
+    wire.server.send(body[:1000])
+    wire.server.send(body[1000:])
+    wire.client.fin(after=0.05)
+    wire.server.fin()
+    conns.append(wire.connection())
+    closed = aligned = straddled = inside = 0
+    for conn in conns:
+        facts = Facts(conn)
+        for side in (conn.a, conn.b):
+            for complete_only in (False, True):
+                assert facts.records(side, complete_only) == tuple(records_of(side, complete_only))
+        if facts.closer is None:
+            assert facts.position() == (None, None) and facts.inside is None
+            continue
+        closed += 1
+        peer_records = list(facts.peer.records)
+        received = last_received(peer_records, facts.reach)
+        expected = (ends_on_boundary(facts.closer, peer_records),
+                    None if received is None else received.straddling) if peer_records else (None, None)
+        assert facts.position() == expected, conn.stream
+        aligned += expected[0] is True
+        straddled += expected[1] is True
+        assert facts.inside == next((r for r in records_of(facts.peer)
+                                     if r.offset < facts.reach < r.end), None)
+        inside += facts.inside is not None
+    # the samples have every case: closes on and off boundaries, after straddling
+    # records, inside records
+    assert closed > 20 and aligned and closed - aligned and straddled and inside

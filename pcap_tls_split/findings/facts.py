@@ -18,7 +18,8 @@ FAREWELL_SLACK = 0.005
 FAREWELL_NEW_FLIGHT = 0.010
 # An alert the capture missed is this many bytes (TLS 1.2 and 1.3 suites)
 UNSEEN_ALERT = (7, 31)
-appdata_head_half = appdata.HEAD // 2   # where a TLS 1.3 Finished can be among a side's first type-23 records
+appdata_head_half = appdata.HEAD // 2
+_UNSET = object()   # where a TLS 1.3 Finished can be among a side's first type-23 records
 
 
 def type_name(content_type):
@@ -84,6 +85,8 @@ class Facts:
 
     def __init__(self, conn):
         self.conn = conn
+        self._kept = {}               # (side, complete_only) -> its records_of, made once
+        self._inside = _UNSET
         self.client = conn.client
         self.server = conn.server
         self.version = wire.version_name(conn.version)
@@ -108,6 +111,25 @@ class Facts:
     def role(self, side):
         return self.conn.role(side)
 
+    def records(self, side, complete_only=False):
+        """``records_of(side, complete_only)``, made once (the rules read it many
+        times; the connection is finished): a tuple."""
+        key = (side, complete_only)
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = tuple(records_of(side, complete_only))
+        return kept
+
+    @property
+    def inside(self):
+        """The peer record the first closer's reach falls strictly inside (None: none,
+        or no close)."""
+        if self._inside is _UNSET:
+            reach = self.reach
+            self._inside = None if self.closer is None else next(
+                (r for r in self.records(self.peer) if r.offset < reach < r.end), None)
+        return self._inside
+
     def peer_of(self, side):
         return self.conn.peer(side)
 
@@ -124,11 +146,23 @@ class Facts:
         for what cannot be said (no close, no peer records)."""
         if self.closer is None:
             return None, None
-        records = list(self.peer.records)
+        records = self.peer.records
         if not records:
             return None, None
-        received = last_received(records, self.reach)
-        return ends_on_boundary(self.closer, records), None if received is None else received.straddling
+        # last_received and ends_on_boundary over the records, in one pass
+        reach = self.reach
+        segment = self.closer.close_peer_segment
+        end = None if segment is None else segment.end
+        aligned = None if segment is None else False
+        received = None
+        for r in records:
+            start = r.offset
+            stop = start + r.header_length + r.length
+            if end == start or end == stop:
+                aligned = True
+            if stop <= reach and r.complete:
+                received = r
+        return aligned, None if received is None else len(received.frames) > 1
 
     # -- application data (tls.ApplicationData, by side) -----------------------
 
@@ -167,14 +201,14 @@ class Facts:
         if closer is self.client:
             if conn.syn_time is not None and conn.synack_time is not None and closer.syn:
                 return conn.synack_time - conn.syn_time
-            hello = next((r for r in records_of(closer) if wire.CLIENT_HELLO in r.messages), None)
+            hello = next((r for r in self.records(closer) if wire.CLIENT_HELLO in r.messages), None)
             if hello is None or conn.midstream:
                 return None
-            answer = next((r for r in records_of(peer) if r.first_time >= hello.last_time), None)
+            answer = next((r for r in self.records(peer) if r.first_time >= hello.last_time), None)
             return None if answer is None else answer.first_time - hello.last_time
         if conn.midstream and not closer.synack:
             return None
-        mine, theirs = records_of(closer), records_of(peer)
+        mine, theirs = self.records(closer), self.records(peer)
         if not mine:
             return None
         start = mine[0].first_time
@@ -198,10 +232,10 @@ class Facts:
         first, last = records[0], records[-1]
         if not goodbye <= first.first_time <= goodbye + delay + FAREWELL_SLACK:
             return False
-        before = [r for r in records_of(peer) if r.index < first.index]
+        before = [r for r in self.records(peer) if r.index < first.index]
         if before and first.first_time - before[-1].last_time < max(delay / 2, FAREWELL_NEW_FLIGHT):
             return False            # the tail of what the closer was reading
-        after = [r for r in records_of(peer) if r.index > last.index]
+        after = [r for r in self.records(peer) if r.index > last.index]
         if any(not self.is_alert(peer, r) for r in after):
             return False
         if after and after[0].first_time - last.last_time <= FAREWELL_SLACK:
@@ -223,7 +257,7 @@ class Facts:
 
     def alert_before(self, side, frame):
         """The alert record the side sent last before ``frame``, if any."""
-        before = [r for r in records_of(side, complete_only=True) if r.last_frame <= frame]
+        before = [r for r in self.records(side, True) if r.last_frame <= frame]
         if not before:
             return None
         if self.tls13:

@@ -14,7 +14,7 @@ from dataclasses import field
 
 from ..tls import wire
 from .codes import CODES, Severity
-from .facts import UNSEEN_ALERT, ends_on_boundary, last_received, records_of, type_name
+from .facts import UNSEEN_ALERT, ends_on_boundary, last_received, type_name
 from .frozen import frozen
 
 # A FIN this close after the side's last data came "back to back" with it.
@@ -77,7 +77,7 @@ def _ms(seconds):
 
 def _inside(f):
     """The peer record the first closer's reach falls strictly inside (None: none)."""
-    return next((r for r in records_of(f.peer) if r.offset < f.reach < r.end), None)
+    return f.inside
 
 
 def close_inside_record(f):
@@ -117,7 +117,7 @@ def close_inside_record(f):
 
 def _pending_data(f):
     """The peer's records beyond the reach that are not alerts."""
-    return [r for r in records_of(f.peer) if r.offset >= f.reach and not f.is_alert(f.peer, r)]
+    return [r for r in f.records(f.peer) if r.offset >= f.reach and not f.is_alert(f.peer, r)]
 
 
 def close_before_pending_records(f):
@@ -128,7 +128,7 @@ def close_before_pending_records(f):
         return None
     closer, peer = f.closer, f.peer
     close = closer.close
-    records = records_of(peer)
+    records = f.records(peer)
     first = pending_data[0]
     received = last_received(records, f.reach)
     aligned = bool(ends_on_boundary(closer, records))
@@ -177,7 +177,7 @@ def close_before_pending_records(f):
 
 
 def close_before_peer_finished(f):
-    if f.closer is None or not records_of(f.peer) or _inside(f) is not None or _pending_data(f):
+    if f.closer is None or not f.records(f.peer) or _inside(f) is not None or _pending_data(f):
         return None
     closer, peer = f.closer, f.peer
     close = closer.close
@@ -225,7 +225,7 @@ def close_during_handshake(f):
     sides = (f.client, f.server)
     evidence = {"version": f.version, "records": {f.role(s): s.total for s in sides},
                 "handshake_messages": {f.role(s): sorted({wire.HANDSHAKE_TYPES.get(m, str(m))
-                                                          for r in records_of(s) for m in r.messages})
+                                                          for r in f.records(s) for m in r.messages})
                                        for s in sides}}
     message = (f"{role} closed ({close.kind.upper()}, frame {close.frame}) before the TLS handshake "
                f"completed, without an alert")
@@ -290,7 +290,7 @@ def reset_on_data_after_close(f, side):
     rst_frame = side.rst.frame
     # the bytes of each peer record that came in segments after the FIN, up to the RST
     after = []
-    for r in records_of(peer):
+    for r in f.records(peer):
         start = r.offset
         came = 0
         first = None
@@ -347,7 +347,7 @@ def close_with_unread_data(f, side):
             return None               # it answered the peer's own close
     last_sent = f.last_application_data(side)
     since = last_sent.last_frame if last_sent is not None else 0
-    unread = [r for r in records_of(peer, complete_only=True) if since < r.last_frame < fin_frame]
+    unread = [r for r in f.records(peer, True) if since < r.last_frame < fin_frame]
     handshake_only = last_sent is None and not f.sent_application_data(side) and bool(unread) \
         and all(f.is_handshake(peer, r) or f.is_alert(peer, r) for r in unread)
     reaction, reaction_kind = f.reaction(side)
@@ -424,7 +424,7 @@ def fast_close_after_data(f, side):
         return None
     peer_segment = side.close_peer_segment
     after = peer_segment.frame if peer_segment else 0
-    trailing = [r for r in records_of(side, complete_only=True)
+    trailing = [r for r in f.records(side, True)
                 if after < r.last_frame <= close.frame]
     data = [r for r in trailing if not f.is_alert(side, r)]
     if not data:
