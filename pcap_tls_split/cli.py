@@ -398,18 +398,21 @@ def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on
     listed = render.Listed()
     document = render.JsonDocument(view) if fmt == "json" else None
 
-    def on_connection(conn):
-        listed.add(conn)
+    # what is written of a connection is made where its report is (with -j, in the
+    # worker: only that comes back)
+    prepare = functools.partial(render.shown_of, view=view, line=fmt in ("json", "jsonl"))
+
+    def on_connection(shown):
+        listed.add(shown)
         if document is not None:
-            document.add(conn)
-        elif fmt == "jsonl":
-            line = render.jsonl_connection(conn, view)
-            if line is not None:
-                out.write(line)
-                out.flush()
+            document.add(shown)
+        elif shown.line is not None:
+            out.write(shown.line)
+            out.flush()
     keep = fmt not in ("json", "jsonl") or keylog is not None
     options = dict(all_connections=all_connections, stream=stream, idle_timeout=idle_timeout,
-                   on_connection=on_connection, errors="report", keep_connections=keep)
+                   on_connection=on_connection, prepare=prepare, errors="report",
+                   keep_connections=keep)
     if interface is not None:
         result = _live(interface, bpf, session, options)
     else:
@@ -418,7 +421,9 @@ def analyze(inputs, fmt, stream, idle_timeout, session, all_connections, fail_on
         result = None
         if keylog:
             try:
-                result = _wireshark().analyze(paths, keylog=keylog, **options)
+                # (its reports come once the plaintext is added: made into Shown here)
+                result = _wireshark().analyze(paths, keylog=keylog, **dict(
+                    options, prepare=None, on_connection=lambda conn: on_connection(prepare(conn))))
             except _wireshark().TsharkMissing as exc:
                 _plaintext_not_added(exc)
         if result is None:

@@ -171,6 +171,53 @@ def test_keep_connections_false_holds_none_and_counts_the_same(jobs):
     assert sorted(seen, key=lambda c: (FILES.index(c.file), c.stream)) == list(kept.connections)
 
 
+def _place(report, tag="prepared"):
+    """A prepare for the tests: a few fields of the report (module level: it pickles)."""
+    return tag, report.file, report.stream, len(report.findings)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("keep", [True, False])
+def test_prepare_makes_what_on_connection_gets_where_the_report_is_made(jobs, keep, monkeypatch):
+    import functools
+    import pcap_tls_split.api.parallel as parallel
+    seen_reports = []
+    kept = analyze(FILES, all_connections=True, on_connection=seen_reports.append)
+    expected = [_place(r, "here") for r in seen_reports]
+    prepared = []
+    report = analyze(FILES, all_connections=True, keep_connections=keep, jobs=jobs,
+                     on_connection=prepared.append, prepare=functools.partial(_place, tag="here"))
+    assert prepared == expected               # in the order of one process
+    assert report.summary == kept.summary
+    assert report.connections == (kept.connections if keep else ())
+    # one capture split across workers: the same
+    monkeypatch.setattr(parallel, "SPLIT_LEAST", 0)
+    big = str(SAMPLES / "field-bug-70-tries.pcap")     # (70 connections)
+    one = []
+    alone = analyze(big, all_connections=True, on_connection=one.append)
+    split = []
+    shared = analyze(big, all_connections=True, keep_connections=keep, jobs=2,
+                     on_connection=split.append, prepare=_place)
+    assert parallel.splits([big], 2, None)
+    assert split == [_place(r) for r in one] and len(split) > 1
+    assert shared.connections == (alone.connections if keep else ())
+    # and without on_connection, prepare has nothing to do
+    assert analyze(FILES, all_connections=True, prepare=_place, jobs=jobs).to_dict() == kept.to_dict()
+
+
+def test_prepare_runs_in_the_worker_not_here():
+    seen = []
+    analyze(FILES[:2], all_connections=True, jobs=2, on_connection=seen.append, prepare=_pid)
+    assert seen and os.getpid() not in {pid for pid, _ in seen}
+    here = []
+    analyze(FILES[:2], all_connections=True, on_connection=here.append, prepare=_pid)
+    assert {pid for pid, _ in here} == {os.getpid()} and len(here) == len(seen)
+
+
+def _pid(report):
+    return os.getpid(), report.stream
+
+
 def test_json_written_as_connections_end_is_the_report_in_stream_order():
     """--format json holds no report: the document it writes from its spool is the
     report analyze() returns, connections in input then stream order."""

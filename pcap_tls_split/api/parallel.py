@@ -57,8 +57,15 @@ def map_files(work, paths, jobs=1, dask=None, progress=None):
 
 
 def _analyze_in_worker(path, options, keep_records):
-    # the parent replays what a worker listed: it sends them all
-    result = analyze_file(path, dict(options, keep=True), keep_records=keep_records)
+    # the parent replays what a worker listed: it sends them all (or, with prepare,
+    # what it made of them, and the reports only when they are kept)
+    if options.get("prepare") is None:
+        result = analyze_file(path, dict(options, keep=True), keep_records=keep_records)
+        result.replay = result.listed
+    else:
+        prepared = []
+        result = analyze_file(path, options, prepared.append, keep_records=keep_records)
+        result.replay = prepared
     result.remote = True
     return result
 

@@ -116,7 +116,8 @@ class FileRun:
         if self.options.get("keep", True):
             self.listed.append(report)
         if self.user_on_connection is not None:
-            self.user_on_connection(report)
+            prepare = self.options.get("prepare")
+            self.user_on_connection(report if prepare is None else prepare(report))
 
     def record_found(self, conn, side, record):
         stream = self.options.get("stream")
@@ -165,7 +166,8 @@ class FileResult:
     they ended), the records found (when asked for) and the summary counters."""
 
     def __init__(self, run, inp, records=None):
-        self.remote = False          # made in a worker: the callbacks are still to be made
+        self.remote = False          # made in a worker: the callbacks are still to be made...
+        self.replay = ()             # ... with these (the listed reports, or what prepare made of them)
         self.input = inp
         self.listed = run.listed
         self.records = records
@@ -180,6 +182,7 @@ class FileResult:
         first = shares[0]
         merged = cls.__new__(cls)
         merged.remote = False
+        merged.replay = ()
         merged.listed = listed
         merged.records = None
         merged.tcp = sum(share.tcp for share in shares)

@@ -12,6 +12,7 @@ slower worker has not caught up with.
 """
 
 import ctypes
+import functools
 import heapq
 import multiprocessing
 import os
@@ -49,8 +50,9 @@ class _ShareRun(FileRun):
         self.batch = []
         self.marked = 0
 
-    def _listed(self, report):
-        self.batch.append((self.ended, report))
+    def _listed(self, item):
+        # (the report; or what options["prepare"] made of it, see analyze_split)
+        self.batch.append((self.ended, item))
 
     def connection_ended(self, conn):
         super().connection_ended(conn)
@@ -76,19 +78,41 @@ def _worker(path, options, index, count, out, parent):
         out.put(("failed", index, f"{type(exc).__name__}: {exc}", None))
 
 
+def _with_report(prepare, report):
+    return report, prepare(report)
+
+
+def _hand_on(item, keep, both, listed, on_connection):
+    """A listed connection, in its place: what a worker sent of it (``both``: its
+    report and what prepare made of it) to ``listed`` and ``on_connection``."""
+    if both:
+        report, item = item
+        listed.append(report)
+    elif keep:
+        listed.append(item)
+    if on_connection is not None:
+        on_connection(item)
+
+
 def analyze_split(path, options, count, on_connection=None, reading=None):
     """``path`` analysed by ``count`` worker processes; returns its ``FileResult``
     (its ``listed`` only when ``options["keep"]``), ``on_connection`` called as
-    connections end, in the order of one process; ``reading(path, bytes read, size,
-    packets)``: the progress of the first worker."""
+    connections end, in the order of one process, with each report or what
+    ``options["prepare"]`` made of it in the worker; ``reading(path, bytes read,
+    size, packets)``: the progress of the first worker."""
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
                                           else None)
     out = context.Queue()
-    workers = [context.Process(target=_worker, args=(path, options, k, count, out, os.getpid()),
+    keep = options.get("keep", True)
+    # with options["prepare"], a worker sends what it makes of each report (and the
+    # report too only when it is kept): on_connection gets that
+    prepare = options.get("prepare") if on_connection is not None else None
+    both = keep and prepare is not None
+    worker_options = dict(options, prepare=functools.partial(_with_report, prepare) if both else prepare)
+    workers = [context.Process(target=_worker, args=(path, worker_options, k, count, out, os.getpid()),
                                daemon=True) for k in range(count)]
     for worker in workers:
         worker.start()
-    keep = options.get("keep", True)
     marks = [0] * count
     waiting = []            # heap of (place in the end order, report)
     listed = []
@@ -123,16 +147,12 @@ def analyze_split(path, options, count, on_connection=None, reading=None):
             if kind == "done":
                 done[index] = payload
                 continue
-            for place, report in payload:
-                heapq.heappush(waiting, (place, report))
+            for place, item in payload:
+                heapq.heappush(waiting, (place, item))
             marks[index] = mark
             upto = min(marks)
             while waiting and waiting[0][0] <= upto:
-                report = heapq.heappop(waiting)[1]
-                if keep:
-                    listed.append(report)
-                if on_connection is not None:
-                    on_connection(report)
+                _hand_on(heapq.heappop(waiting)[1], keep, both, listed, on_connection)
     finally:
         for worker in workers:
             worker.join(timeout=WAIT if done else 0)
@@ -140,9 +160,5 @@ def analyze_split(path, options, count, on_connection=None, reading=None):
                 worker.terminate()
                 worker.join()
     while waiting:          # (every worker is done: nothing is still to come)
-        report = heapq.heappop(waiting)[1]
-        if keep:
-            listed.append(report)
-        if on_connection is not None:
-            on_connection(report)
+        _hand_on(heapq.heappop(waiting)[1], keep, both, listed, on_connection)
     return FileResult.merged([done[k] for k in range(count)], listed)

@@ -528,24 +528,46 @@ def render_json(report, out, view=View()):
     """The JSON document of a report that holds its connections."""
     document = JsonDocument(view)
     for conn in report.connections:
-        document.add(conn)
+        document.add(shown_of(conn, view))
     document.write(report, out)
+
+
+class Shown(NamedTuple):
+    """What the writers that stream need of one listed connection: its place, its
+    JSONL line and its worst finding. Made where the report is made (``shown_of``, as
+    ``pcap_tls_split.analyze``'s ``prepare``): a worker process sends only this."""
+
+    file: str
+    stream: int
+    line: str
+    """Its JSONL line (None: nothing of it is shown, or no line was asked for)."""
+    worst: Severity
+    """Its worst finding's ``Severity`` (None: no finding)."""
+
+
+def shown_of(conn, view=View(), line=True):
+    """The ``Shown`` of a connection's report (``line``: with its JSONL line)."""
+    worst = None
+    for finding in conn.findings:
+        if worst is None or finding.severity > worst:
+            worst = finding.severity
+    return Shown(conn.file, conn.stream, jsonl_connection(conn, view) if line else None, worst)
 
 
 class Listed:
     """How many connections were listed and their worst finding's ``Severity``
     (None: no finding), counted as they end (``Report.worst`` without the report
-    holding them)."""
+    holding them): ``add`` takes their ``Shown``."""
 
     def __init__(self):
         self.count = 0
         self.worst = None
 
-    def add(self, conn):
+    def add(self, shown):
         self.count += 1
-        for finding in conn.findings:
-            if self.worst is None or finding.severity > self.worst:
-                self.worst = finding.severity
+        worst = shown.worst
+        if worst is not None and (self.worst is None or worst > self.worst):
+            self.worst = worst
 
 
 class JsonDocument:
@@ -563,15 +585,16 @@ class JsonDocument:
         self._offsets = array("q")  # where its text starts in the spool
         self._sizes = array("q")
 
-    def add(self, conn):
-        line = jsonl_connection(conn, self.view)
+    def add(self, shown):
+        """A listed connection, by its ``Shown`` (made with this document's view)."""
+        line = shown.line
         if line is None:
             return
         if self._spool is None:
             self._spool = tempfile.TemporaryFile(prefix="pcap-tls-split-json-")
         data = line[:-1].encode()
-        number = self._files.setdefault(conn.file, len(self._files))
-        self._keys.append(number << 32 | conn.stream)
+        number = self._files.setdefault(shown.file, len(self._files))
+        self._keys.append(number << 32 | shown.stream)
         self._offsets.append(self._spool.tell())
         self._sizes.append(len(data))
         self._spool.write(data)
