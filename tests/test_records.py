@@ -326,3 +326,24 @@ def test_a_real_hello_pair(monkeypatch):
     pcap_tls_split.analyze(str(SAMPLES / "field-bug-tls12.pcap"))
     assert trackers["client"].sni == "localhost" and len(trackers["client"].client_random) == 32
     assert trackers["server"].cipher == 0xC030      # TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+
+
+def test_tls_start_finds_what_the_pattern_search_finds():
+    import random
+    rng = random.Random(7)
+    # the pattern's bytes and their neighbours, so that near-misses are common
+    pieces = [b"\x16\x03", b"\x15\x03", b"\x00", b"\x01", b"\x02", b"\x03", b"\x04", b"\x05",
+              b"\x16", b"\x15", b"\x00\x02", b"x"]
+    found = 0
+    for _ in range(20000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        match = tls.TLS_START.search(data)
+        assert tls.tls_start(data) == (match.start() if match else -1), data
+        found += match is not None
+    assert 500 < found < 19500                  # both outcomes, many times
+    hello = bytes.fromhex("160301 00c8 01 0000c4")
+    alert = bytes.fromhex("150303 0002")
+    for prologue in (b"", b"EHLO x\r\n250 STARTTLS\r\n", bytes(range(256)) * 3):
+        assert tls.tls_start(prologue + hello) == len(prologue)
+        assert tls.tls_start(prologue + alert + hello) == len(prologue)
+        assert tls.tls_start(prologue) == -1

@@ -331,9 +331,9 @@ class RecordTracker:
                 self._sslv2 = SSLV2_ALL if pure else SSLV2_ONE
                 self._sync_at(0, out)
                 return
-        match = wire.TLS_START.search(window)
-        if match:
-            self._sync_at(window_start + match.start(), out)
+        start = wire.tls_start(window)
+        if start != -1:
+            self._sync_at(window_start + start, out)
             return
         if self.pos > SEEK_LIMIT:
             self.mode = OFF  # no TLS handshake near the start: not TLS
