@@ -592,10 +592,29 @@ def decode(linktype, data, orig_len):
         return None
 
 
+# (address, port) -> its text, for the last few thousand asked for: a connection's
+# is asked for once per record it lists (the records command), a server's for
+# every connection to it
+_ENDPOINTS = {}
+ENDPOINTS_KEPT = 4096
+
+
 def format_endpoint(addr, port):
     """'10.0.0.2:50432' or '[2001:db8::1]:443'."""
+    if addr.__class__ is not bytes:
+        addr = bytes(addr)           # (a view would keep its whole buffer alive in the cache)
+    key = (addr, port)
+    text = _ENDPOINTS.get(key)
+    if text is None:
+        if len(_ENDPOINTS) >= ENDPOINTS_KEPT:
+            _ENDPOINTS.clear()
+        text = _ENDPOINTS[key] = _endpoint_text(addr, port)
+    return text
+
+
+def _endpoint_text(addr, port):
     if len(addr) == 4:
-        return f"{socket.inet_ntop(socket.AF_INET, bytes(addr))}:{port}"
+        return f"{socket.inet_ntop(socket.AF_INET, addr)}:{port}"
     if len(addr) == 16:
-        return f"[{socket.inet_ntop(socket.AF_INET6, bytes(addr))}]:{port}"
-    return f"[{bytes(addr).hex()}]:{port}"
+        return f"[{socket.inet_ntop(socket.AF_INET6, addr)}]:{port}"
+    return f"[{addr.hex()}]:{port}"

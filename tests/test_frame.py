@@ -336,6 +336,18 @@ def test_format_endpoint():
     assert format_endpoint(A6[0], 443) == "[2001:db8::1]:443"
     assert format_endpoint(ipaddress.ip_address("::ffff:1.2.3.4").packed, 1) == \
         "[::ffff:1.2.3.4]:1"
+    # the texts kept for the last few thousand: the same answer from a view, a
+    # bytearray, again, and after the cache was emptied; no view kept
+    from pcap_tls_split import frame
+    buf = bytearray(b"\x0a\x00\x00\x02" * 2)
+    assert format_endpoint(memoryview(buf)[4:], 7) == format_endpoint(bytes(buf[:4]), 7) == "10.0.0.2:7"
+    assert format_endpoint(buf[:4], 7) == "10.0.0.2:7"
+    assert all(k[0].__class__ is bytes for k in frame._ENDPOINTS)
+    for port in range(frame.ENDPOINTS_KEPT + 10):
+        assert format_endpoint(A4[0], port) == f"10.0.0.2:{port}"
+    assert len(frame._ENDPOINTS) <= frame.ENDPOINTS_KEPT
+    assert format_endpoint(A6[0], 443) == "[2001:db8::1]:443"
+    assert format_endpoint(b"\x01\x02", 9) == "[0102]:9"
 
 
 # ------------------------------------------------------------------ fixtures vs tshark
