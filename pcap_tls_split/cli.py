@@ -546,7 +546,7 @@ def records(inputs, fmt, stream, idle_timeout, session, keylog):
         def on_record(row):
             if not found:
                 found.append(True)
-            render.write_jsonl((render.record_dict(row),), out)
+            out.write(render.record_line(row))
     else:
         on_record = rows.append
     result = run_analysis(paths, stream=stream, idle_timeout=idle_timeout, on_record=on_record,

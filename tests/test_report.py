@@ -396,3 +396,96 @@ def test_reports_pickle_by_their_fields_and_come_back_equal():
         class Derived:
             kept: int = 0
             made: int = dataclasses.field(default=0, init=False)
+
+
+def test_frozen_classes_are_made_as_their_dataclass_would_make_them():
+    """``findings.frozen``'s ``__init__`` (slots set by their descriptors) takes the
+    arguments dataclass's would, with its defaults and factories, and gives equal objects."""
+    import dataclasses
+    import inspect
+    from pcap_tls_split.findings import Finding, frozen
+    from pcap_tls_split.report import model
+    classes = [Finding] + [c for c in vars(model).values()
+                           if isinstance(c, type) and dataclasses.is_dataclass(c)]
+    assert len(classes) > 10
+    for cls in classes:
+        made = dataclasses.fields(cls)
+        twin = dataclasses.make_dataclass(
+            cls.__name__, [(f.name, f.type, dataclasses.field(default=f.default,
+                                                             default_factory=f.default_factory))
+                           for f in made], frozen=True, slots=True)
+        assert str(inspect.signature(cls)) == str(inspect.signature(twin))
+        values = [object() for _ in made]
+        ours, theirs = cls(*values), twin(*values)
+        by_name = cls(**{f.name: v for f, v in zip(made, values)})
+        for f, value in zip(made, values):
+            assert getattr(ours, f.name) is value and getattr(by_name, f.name) is value
+            assert getattr(theirs, f.name) is value
+        required = [f for f in made if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        least, reference = cls(*values[:len(required)]), twin(*values[:len(required)])
+        for f in made[len(required):]:
+            if f.default_factory is not dataclasses.MISSING:
+                assert getattr(least, f.name) == getattr(reference, f.name)
+                assert getattr(least, f.name) is not getattr(cls(*values[:len(required)]), f.name)
+            else:
+                assert getattr(least, f.name) is f.default
+        with pytest.raises(TypeError):
+            cls(*values, None)
+        if required:
+            with pytest.raises(TypeError):
+                cls(*values[:len(required) - 1])
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(ours, made[0].name, None)
+
+    @frozen
+    class After:
+        seen: list = None
+
+        def __post_init__(self):
+            object.__setattr__(self, "seen", ["post"])
+    assert After().seen == ["post"]         # (dataclass's own __init__ kept: it calls it)
+
+
+def test_to_json_is_the_text_json_dumps_writes_of_to_plain(sample_report):
+    """``to_json`` (a dataclass's JSON text made field by field) is ``json.dumps(to_plain(x))``
+    to the byte: on every report and record row of the samples, and on odd values."""
+    import dataclasses
+    import enum
+    import json
+    import pcap_tls_split
+    from pcap_tls_split.report import to_plain
+    from pcap_tls_split.report.model import RecordRow, to_json
+
+    def same(value):
+        assert to_json(value) == json.dumps(to_plain(value))
+
+    for conn in sample_report.connections:
+        same(conn)
+        same(conn.close)
+        for finding in conn.findings:
+            same(finding)
+    rows = pcap_tls_split.records(SAMPLES)
+    assert len(rows) > 1000
+    for row in rows:
+        same(row)
+
+    class Word(str, enum.Enum):
+        HIGH = "high"
+
+    class Ratio(float):
+        pass
+
+    class Count(int):
+        pass
+
+    base = rows[0]
+    odd = {"file": "caf\u00e9 \"quoted\" \\ \n\u2028 \U0001F600", "stream": Count(3), "side": Word.HIGH,
+           "src": None, "index": True, "offset": 2 ** 70, "type": -1, "length": float("inf"),
+           "segments": float("nan"), "time": Ratio(1.23456789), "straddling": 1.5e-7,
+           "frames": (1, True, 3), "complete": [1, 2], "missing": (), "header_length": {"a": (1.0000004,)},
+           "version": base}
+    for name, value in odd.items():
+        same(dataclasses.replace(base, **{name: value}))
+    same(dataclasses.replace(base, frames=[2 ** 65, -3]))
+    same(RecordRow(**{f.name: None for f in dataclasses.fields(RecordRow)}))

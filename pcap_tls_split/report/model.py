@@ -5,6 +5,8 @@ A tree of frozen dataclasses whose docstrings document each field;
 """
 
 import dataclasses
+import json
+import json.encoder
 from dataclasses import field
 
 from .._version import __version__
@@ -268,3 +270,63 @@ def to_plain(value):
             convert = _as_is
         _CONVERTERS[kind] = convert
     return convert(value)
+
+
+# -- the JSON text of to_plain(value), made without the dicts ------------------------
+
+_dumps = json.JSONEncoder(check_circular=False).encode   # (what json.dumps writes)
+# type -> its to_json: a dataclass's made once from its fields, None for the others
+_JSON = {}
+
+
+def _json_writer(kind):
+    """``to_json`` of one dataclass, as code: the object's text put together field by
+    field, each value's text as ``json.dumps`` writes it (str, int, bool, None,
+    finite floats, rounded as ``to_plain`` rounds them, and lists of ints here; the
+    others through ``to_json``)."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    lines = ["def write(value, enc=enc, nested=nested, int_text=int_text, float_text=float_text,"
+             " ints=ints):"]
+    parts = []
+    for k, name in enumerate(names):
+        name_text = json.dumps(name).replace("%", "%%")   # (an identifier: "name")
+        lines += [f"    x = value.{name}",
+                  "    c = x.__class__",
+                  f"    if c is str: t{k} = enc(x)",
+                  f"    elif c is int: t{k} = int_text(x)",
+                  f"    elif x is None: t{k} = 'null'",
+                  f"    elif c is bool: t{k} = 'true' if x else 'false'",
+                  f"    elif c is float and x - x == 0: t{k} = float_text(round(x, 6))",
+                  f"    elif (c is tuple or c is list) and (t{k} := ints(x)) is not None: pass",
+                  f"    else: t{k} = nested(x)"]
+        parts.append(f"{name_text}: %s")
+    template = "{" + ", ".join(parts) + "}"
+    lines.append(f"    return {template!r} % ({', '.join(f't{k}' for k in range(len(names)))},)")
+    space = {"enc": json.encoder.encode_basestring_ascii, "nested": to_json,
+             "int_text": int.__repr__, "float_text": float.__repr__, "ints": _ints_text}
+    exec("\n".join(lines) + "\n", space)
+    return space["write"]
+
+
+def _ints_text(items):
+    """The JSON text of a list of ints (None: not all of them are ints)."""
+    for item in items:
+        if item.__class__ is not int:
+            return None
+    return "[" + ", ".join(map(int.__repr__, items)) + "]"
+
+
+def to_json(value):
+    """``json.dumps(to_plain(value))``, the same text, made faster for dataclasses (no
+    dicts in between: the records command writes one for every record)."""
+    kind = value.__class__
+    write = _JSON.get(kind, _UNSEEN)
+    if write is _UNSEEN:
+        write = _JSON[kind] = _json_writer(kind) \
+            if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
+    if write is None:
+        return _dumps(to_plain(value))
+    return write(value)
+
+
+_UNSEEN = object()

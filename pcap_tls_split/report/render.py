@@ -31,7 +31,7 @@ from tabulate import tabulate
 
 from ..findings import CODES, Severity
 from ..tls import wire
-from .model import SCHEMA, TOOL, to_plain
+from .model import SCHEMA, TOOL, to_json, to_plain
 
 FINDING_CSV_COLUMNS = ("file", "stream", "client", "server", "code", "severity", "side", "frame",
                        "message", "confidence", "time", "time_utc", "tls_version", "sni", "alpn",
@@ -215,12 +215,13 @@ def write_jsonl(objects, out):
         out.write(json.dumps(obj) + "\n")
 
 
-def write_json_list(objects, out):
-    """A JSON list, one object per line (written as they come)."""
+def write_json_list(objects, out, text=json.dumps):
+    """A JSON list, one object per line (written as they come); ``text``: an object's
+    JSON text."""
     out.write("[")
     first = True
     for obj in objects:
-        out.write(("\n" if first else ",\n") + json.dumps(obj))
+        out.write(("\n" if first else ",\n") + text(obj))
         first = False
     out.write("\n]\n")
 
@@ -319,6 +320,11 @@ def _connection_cells(conn):
 def record_dict(row):
     """A ``RecordRow`` as the contract's JSON object."""
     return to_plain(row)
+
+
+def record_line(row):
+    """A ``RecordRow``'s JSONL line: ``record_dict``'s JSON text (made without the dict)."""
+    return to_json(row) + "\n"
 
 
 def record_table_rows(rows, plaintexts=None):
@@ -664,6 +670,7 @@ def render_records(rows, fmt, out, width=0):
     elif fmt == "csv":
         write_csv(map(record_dict, rows), RECORD_CSV_COLUMNS, out)
     elif fmt == "jsonl":
-        write_jsonl(map(record_dict, rows), out)
+        for row in rows:
+            out.write(record_line(row))
     else:
-        write_json_list(map(record_dict, rows), out)
+        write_json_list(rows, out, to_json)
