@@ -550,7 +550,7 @@ def records(inputs, fmt, stream, idle_timeout, session, keylog):
     else:
         on_record = rows.append
     result = run_analysis(paths, stream=stream, idle_timeout=idle_timeout, on_record=on_record,
-                          errors="report", **session.scale)
+                          errors="report", evaluate=False, **session.scale)
     session.close()
     if not streaming:
         rows.sort(key=lambda r: (r.file, r.stream, r.side != "client", r.index))

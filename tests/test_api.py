@@ -254,3 +254,18 @@ def test_runs_in_threads_at_once_leave_the_collector_as_it_was():
     for thread in threads:
         thread.join()
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_evaluate_false_follows_the_records_only():
+    """``evaluate=False`` (what records() and the records command do): the same records,
+    the same connections counted, none evaluated nor listed."""
+    rows, plain_rows = [], []
+    whole = analyze(FILES, all_connections=True, on_record=rows.append)
+    bare = analyze(FILES, all_connections=True, on_record=plain_rows.append, evaluate=False,
+                   on_connection=lambda c: pytest.fail("a connection listed"))
+    assert plain_rows == rows and len(rows) > 1000
+    assert records(FILES) == rows
+    assert bare.connections == () and bare.summary.flagged == 0 and bare.summary.by_code == {}
+    assert (bare.summary.connections, bare.summary.tls_connections) == \
+        (whole.summary.connections, whole.summary.tls_connections)
+    assert whole.summary.flagged > 10 and bare.inputs == whole.inputs

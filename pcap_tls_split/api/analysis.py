@@ -9,7 +9,7 @@ ERRORS = ("raise", "report")
 
 def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
             on_connection=None, on_record=None, jobs=1, dask=None, progress=None, fused=True,
-            errors="raise", limits=None, keep_connections=True, prepare=None):
+            errors="raise", limits=None, keep_connections=True, prepare=None, evaluate=True):
     """Analyse captures and return a ``Report``.
 
     ``paths``: a path, or a list of them (files, directories, ``-`` for standard
@@ -47,12 +47,15 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     than the report when it is smaller: a line to write, a few fields). It must
     pickle to go to a worker: a module-level function, or a ``functools.partial``
     of one.
+    ``evaluate``: False follows the connections for their records only: none is
+    evaluated, so there are no findings and none is listed (the summary counts
+    the connections, not their findings); ``records`` uses it.
     """
     if errors not in ERRORS:
         raise ValueError(f"errors must be one of {ERRORS}, not {errors!r}")
     options = {"all_connections": all_connections, "stream": stream, "idle_timeout": idle_timeout,
                "fused": fused, "limits": dict(limits or {}), "keep": keep_connections,
-               "prepare": prepare if on_connection is not None else None}
+               "prepare": prepare if on_connection is not None else None, "evaluate": evaluate}
     inputs, connections = [], []
     tcp = tls_count = flagged = 0
     by_code = {}
@@ -87,5 +90,6 @@ def records(paths, *, stream=None, jobs=1, fused=True, errors="raise"):
     """Every TLS record of the captures, as ``RecordRow``s (a list, in the order found);
     ``errors`` as for ``analyze``."""
     rows = []
-    analyze(paths, stream=stream, on_record=rows.append, jobs=jobs, fused=fused, errors=errors)
+    analyze(paths, stream=stream, on_record=rows.append, jobs=jobs, fused=fused, errors=errors,
+            evaluate=False)
     return rows

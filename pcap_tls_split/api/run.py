@@ -62,6 +62,8 @@ class FileRun:
     ``options``: ``all_connections``, ``stream``, ``idle_timeout``, ``fused``,
     ``limits`` (as ``pcap_tls_split.analyze`` takes them), ``keep`` (False: the
     listed connections go to ``on_connection`` only, not into ``listed``),
+    ``evaluate`` (False: count the connections, evaluate none), ``prepare`` (as
+    ``pcap_tls_split.analyze`` takes it),
     ``share`` (``(index, count)``: analyse only that share of the connections,
     ``ConnectionTable``'s; ``ended`` counts the others' ends too, so it is a
     connection's place in the end order of all). Subclasses may look at each
@@ -91,6 +93,8 @@ class FileRun:
         if not conn.is_tls:
             return
         self.tls += 1
+        if not self.options.get("evaluate", True):
+            return              # (its records only)
         try:
             facts = Facts(conn)
             found = evaluate(facts)
