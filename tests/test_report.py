@@ -489,3 +489,12 @@ def test_to_json_is_the_text_json_dumps_writes_of_to_plain(sample_report):
         same(dataclasses.replace(base, **{name: value}))
     same(dataclasses.replace(base, frames=[2 ** 65, -3]))
     same(RecordRow(**{f.name: None for f in dataclasses.fields(RecordRow)}))
+    import collections
+    conn = max(sample_report.connections, key=lambda c: len(c.findings))
+    finding = conn.findings[0]
+    for evidence in ({}, {"a": {}, "b": [], "c": ()}, {1: "int key", "x": 2}, {"n": {2.5: 1, None: 2}},
+                     collections.OrderedDict(z=1, a=[base, {"k": Word.HIGH}]), {"deep": [[[1.0000004]]]},
+                     {"f": float("-inf"), "r": Ratio(2.0000004), "c": Count(5), "t": (True, None, "\u00e9")}):
+        same(dataclasses.replace(finding, evidence=evidence))
+        same(dataclasses.replace(conn, findings=(dataclasses.replace(finding, evidence=evidence),),
+                                 records={"client": evidence}))

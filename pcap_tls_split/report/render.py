@@ -204,11 +204,6 @@ def write_csv(rows, columns, out):
         writer.writerow(row)
 
 
-# a report is plain dicts, lists and scalars, never a cycle: the C encoder need
-# not track the containers it is in (json.dumps' output, a little sooner)
-_encode = json.JSONEncoder(check_circular=False).encode
-
-
 def write_jsonl(objects, out):
     """One JSON object per line."""
     for obj in objects:
@@ -640,7 +635,7 @@ def jsonl_connection(conn, view=View()):
         return None
     if len(shown) != len(conn.findings):
         conn = dataclasses.replace(conn, findings=shown)
-    return _encode(conn.to_dict()) + "\n"
+    return to_json(conn) + "\n"
 
 
 def render_jsonl_summary(report, out, view=View()):
