@@ -339,6 +339,8 @@ def test_tls_start_finds_what_the_pattern_search_finds():
         data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
         match = tls.TLS_START.search(data)
         assert tls.tls_start(data) == (match.start() if match else -1), data
+        if len(data) % 7 == 0:
+            assert tls.tls_start(memoryview(data)) == tls.tls_start(bytearray(data)) == tls.tls_start(data)
         found += match is not None
     assert 500 < found < 19500                  # both outcomes, many times
     hello = bytes.fromhex("160301 00c8 01 0000c4")

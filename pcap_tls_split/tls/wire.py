@@ -91,6 +91,8 @@ def tls_start(data):
     the positions to try found first by ``bytes.find`` of the pattern's two leading
     bytes (the regex engine scans a plaintext prologue byte by byte, a few times
     slower)."""
+    if data.__class__ is not bytes and not isinstance(data, bytearray):
+        data = bytes(data)           # (a view has no find)
     first = -1
     for lead in _TLS_START_LEADS:
         at = data.find(lead)
