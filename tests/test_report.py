@@ -446,6 +446,31 @@ def test_frozen_classes_are_made_as_their_dataclass_would_make_them():
             object.__setattr__(self, "seen", ["post"])
     assert After().seen == ["post"]         # (dataclass's own __init__ kept: it calls it)
 
+    @frozen
+    class Base:
+        a: int = 1
+
+    @frozen
+    class Derived(Base):                     # (its base's slot is set through the base's descriptor)
+        b: list = dataclasses.field(default_factory=list)
+    assert Derived(3, [4]) == Derived(a=3, b=[4]) and Derived().a == 1 and Derived().b == []
+
+    @frozen
+    class Own:
+        a: int = 1
+
+        def __init__(self, x):
+            object.__setattr__(self, "a", x * 10)
+    assert Own(2).a == 20                    # (an __init__ written in the class stays)
+
+    @frozen
+    class Names:                             # names the generated __init__ could clash with
+        self: int = 1
+        _set0: int = 2
+        _FACTORY: int = 3
+        x: list = dataclasses.field(default_factory=list)
+    assert Names(5) == Names(self=5) and Names().x == [] and Names().x is not Names().x
+
 
 def test_to_json_is_the_text_json_dumps_writes_of_to_plain(sample_report):
     """``to_json`` (a dataclass's JSON text made field by field) is ``json.dumps(to_plain(x))``
@@ -489,6 +514,9 @@ def test_to_json_is_the_text_json_dumps_writes_of_to_plain(sample_report):
         same(dataclasses.replace(base, **{name: value}))
     same(dataclasses.replace(base, frames=[2 ** 65, -3]))
     same(RecordRow(**{f.name: None for f in dataclasses.fields(RecordRow)}))
+    empty = dataclasses.make_dataclass("Empty", [])
+    same(empty())
+    same(dataclasses.make_dataclass("Holds", [("held", object)])(empty()))
     import collections
     conn = max(sample_report.connections, key=lambda c: len(c.findings))
     finding = conn.findings[0]

@@ -198,3 +198,25 @@ def test_a_share_counts_half_open_connections_as_one_table_does():
     alone = run(None)
     assert alone[0]["half_open"] > 0
     assert run((0, 2)) == run((1, 2)) == alone
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("cannot pickle this")
+
+
+def _unpicklable(report):
+    return _Unpicklable()
+
+
+def test_a_split_whose_results_do_not_pickle_says_why(monkeypatch):
+    """The queue pickles in a thread of its own, where a failure would be lost (the
+    parent would only see a worker gone): the first batch is tried first."""
+    import time
+    monkeypatch.setattr(parallel, "SPLIT_LEAST", 0)
+    path = str(SAMPLES / "field-bug-70-tries.pcap")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="cannot be sent to the parent.*cannot pickle this"):
+        analyze(path, jobs=2, on_connection=lambda shown: None, prepare=_unpicklable,
+                keep_connections=False)
+    assert time.monotonic() - start < 30

@@ -16,6 +16,7 @@ import functools
 import heapq
 import multiprocessing
 import os
+import pickle
 import queue as queues
 import signal
 import sys
@@ -40,6 +41,12 @@ def _end_with_parent(parent):
         sys.exit(1)
 
 
+class Unsendable(BaseException):
+    """A worker's results cannot go to its parent: the run stops (a BaseException,
+    so that the packet loop, which says and steps over the errors of a packet, does
+    not take it for one), and the parent says why."""
+
+
 class _ShareRun(FileRun):
     """A worker's run: what it lists goes to the parent in batches, with its place."""
 
@@ -49,6 +56,7 @@ class _ShareRun(FileRun):
         self.out = out
         self.batch = []
         self.marked = 0
+        self.sent = False           # a batch was sent (tried in pickle first)
 
     def _listed(self, item):
         # (the report; or what options["prepare"] made of it, see analyze_split)
@@ -60,6 +68,15 @@ class _ShareRun(FileRun):
             self.send(self.ended)
 
     def send(self, mark):
+        if self.batch and not self.sent:
+            # the queue pickles in a thread of its own, where a failure is lost: the
+            # first batch is tried here, so that the parent is told why
+            self.sent = True
+            try:
+                pickle.dumps(self.batch)
+            except Exception as exc:
+                raise Unsendable(f"what it lists cannot be sent to the parent (a prepare "
+                                 f"whose results do not pickle?): {type(exc).__name__}: {exc}") from None
         self.out.put(("listed", self.index, self.batch, mark))
         self.batch = []
         self.marked = self.ended

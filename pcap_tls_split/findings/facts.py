@@ -18,8 +18,8 @@ FAREWELL_SLACK = 0.005
 FAREWELL_NEW_FLIGHT = 0.010
 # An alert the capture missed is this many bytes (TLS 1.2 and 1.3 suites)
 UNSEEN_ALERT = (7, 31)
-appdata_head_half = appdata.HEAD // 2
-_UNSET = object()   # where a TLS 1.3 Finished can be among a side's first type-23 records
+appdata_head_half = appdata.HEAD // 2   # where a TLS 1.3 Finished can be among a side's first type-23 records
+_UNSET = object()       # (Facts.inside not yet looked for)
 
 
 def type_name(content_type):

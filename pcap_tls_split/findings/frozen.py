@@ -19,11 +19,15 @@ from operator import attrgetter
 def frozen(cls):
     """``dataclass(frozen=True, slots=True)``, made by its slots' descriptors and
     pickled (and copied) by its fields' values."""
+    own_init = "__init__" in cls.__dict__
     cls = dataclass(frozen=True, slots=True)(cls)
     made = fields(cls)
     if not all(f.init for f in made):
         raise TypeError(f"{cls.__name__}: every field must be an __init__ argument")
-    if len(made) == len(cls.__dataclass_fields__) and not any(f.kw_only for f in made) \
+    # dataclass's own __init__ where ours would not be the same: one written in the
+    # class, a __post_init__, InitVar or keyword-only fields, a name of ours
+    if not own_init and len(made) == len(cls.__dataclass_fields__) \
+            and not any(f.kw_only or f.name.startswith("_frozen_") for f in made) \
             and not hasattr(cls, "__post_init__"):
         cls.__init__ = _init(cls, made)
     values = attrgetter(*(f.name for f in made))
@@ -43,22 +47,24 @@ _FACTORY = object()     # an argument not given whose default is a factory's
 def _init(cls, made):
     """The ``__init__`` dataclass writes for ``cls`` (its parameters, defaults and
     default factories), each field set by its slot's ``__set__``."""
-    space = {"_FACTORY": _FACTORY}
+    space = {"_frozen_FACTORY": _FACTORY}
     params, body = [], []
     for k, f in enumerate(made):
         name = f.name
-        space[f"_set{k}"] = cls.__dict__[name].__set__
+        # the slot's descriptor, on the class that declares it (a base's, inherited)
+        slot = next(c.__dict__[name] for c in cls.__mro__ if name in c.__dict__)
+        space[f"_frozen_set{k}"] = slot.__set__
         if f.default is not MISSING:
-            space[f"_default{k}"] = f.default
-            params.append(f"{name}=_default{k}")
+            space[f"_frozen_default{k}"] = f.default
+            params.append(f"{name}=_frozen_default{k}")
         elif f.default_factory is not MISSING:
-            space[f"_factory{k}"] = f.default_factory
-            params.append(f"{name}=_FACTORY")
-            body.append(f"    if {name} is _FACTORY:\n        {name} = _factory{k}()")
+            space[f"_frozen_factory{k}"] = f.default_factory
+            params.append(f"{name}=_frozen_FACTORY")
+            body.append(f"    if {name} is _frozen_FACTORY:\n        {name} = _frozen_factory{k}()")
         else:
             params.append(name)
-        body.append(f"    _set{k}(self, {name})")
-    code = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"]) + "\n"
+        body.append(f"    _frozen_set{k}(_frozen_self, {name})")
+    code = f"def __init__({', '.join(['_frozen_self'] + params)}):\n" + "\n".join(body or ["    pass"]) + "\n"
     exec(code, space)
     init = space["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"

@@ -302,7 +302,7 @@ def _json_writer(kind):
                   f"    else: t{k} = nested(x)"]
         parts.append(f"{name_text}: %s")
     template = "{" + ", ".join(parts) + "}"
-    lines.append(f"    return {template!r} % ({', '.join(f't{k}' for k in range(len(names)))},)")
+    lines.append(f"    return {template!r} % ({''.join(f't{k}, ' for k in range(len(names)))})")
     space = {"enc": json.encoder.encode_basestring_ascii, "nested": to_json,
              "int_text": int.__repr__, "float_text": float.__repr__, "ints": _ints_text}
     exec("\n".join(lines) + "\n", space)
