@@ -23,6 +23,25 @@ def _need(what, present):
     pytest.skip(f"{what} not available")
 
 
+def ended_connections(paths, table=None):
+    """The connections of the captures at ``paths``, every frame through ``frame.decode``
+    and one ``ConnectionTable`` per capture (``table``: the one to use, for one), as
+    they ended."""
+    from pcap_tls_split.capture import open_capture
+    from pcap_tls_split.frame import decode
+    from pcap_tls_split.tcp import ConnectionTable
+    ended = []
+    for path in paths:
+        into = table if table is not None else ConnectionTable(ended.append)
+        with open_capture(str(path)) as capture:
+            for n, time, linktype, data, orig_len in capture.frames():
+                segment = decode(linktype, data, orig_len)
+                if segment is not None:
+                    into.segment(n, time, segment)
+        into.finish()
+    return ended
+
+
 def corpus_files():
     """Every capture file of the corpus (empty when the corpus is absent)."""
     if not CORPUS.is_dir():

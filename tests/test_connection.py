@@ -1,5 +1,6 @@
 """Connections and the connection table (pcap_tls_split/tcp/connection.py, table.py)."""
 
+from conftest import ended_connections
 from pcap_tls_split.frame import ACK, FIN, PSH, SYN
 from pcap_tls_split.tcp import ConnectionTable, Entry, SegmentEnd
 from pcap_tls_split.tcp.connection import RUN
@@ -218,14 +219,7 @@ def test_stream_numbers_follow_wiresharks_rules(case, tmp_path, tshark):
     theirs = tshark_ref.tshark_streams(path, tshark=tshark)
     ended = []
     table = ConnectionTable(ended.append)
-    from pcap_tls_split.capture import open_capture
-    from pcap_tls_split.frame import decode
-    with open_capture(str(path)) as capture:
-        for n, time, linktype, data, orig in capture.frames():
-            segment = decode(linktype, data, orig)
-            if segment is not None:
-                table.segment(n, time, segment)
-    table.finish()
+    ended_connections([path], table)
     assert table.connection_count == len(theirs)
     assert {c.stream for c in ended} == set(theirs)
     for conn in ended:

@@ -344,19 +344,9 @@ def test_an_unseen_alert_acknowledged_by_the_peer_lowers_no_close_notify():
 # -- the facts read once are the facts as defined ------------------------------------------
 
 def _sample_connections():
-    from pcap_tls_split.capture import open_capture
-    from pcap_tls_split.frame import decode
-    from pcap_tls_split.tcp import ConnectionTable
-    ended = []
-    for path in sorted((ROOT / "samples").glob("*.pcap*")):
-        table = ConnectionTable(ended.append)
-        with open_capture(str(path)) as capture:
-            for n, time, linktype, data, orig_len in capture.frames():
-                segment = decode(linktype, data, orig_len)
-                if segment is not None:
-                    table.segment(n, time, segment)
-        table.finish()
-    return [conn for conn in ended if conn.is_tls]
+    from conftest import ended_connections
+    return [conn for conn in ended_connections(sorted((ROOT / "samples").glob("*.pcap*")))
+            if conn.is_tls]
 
 
 def test_facts_kept_once_are_what_their_definitions_give():
