@@ -16,8 +16,9 @@ saying what it holds and its TLS ports):
 For each shape, one alternating run (each contender once per round, --runs
 rounds) of whole processes: ours with --format jsonl (the reference) and json
 (one process, as by default for one capture), ours with -j 2 (the capture's
-connections split across two workers), ours from standard input, a plain dpkt decode loop, cat, and tshark listing TLS
-record lengths (decode-as TLS on every TLS port of the capture). Bulk also has ours
+connections split across two workers), ours from standard input, ours listing
+every record (records --format jsonl: what tshark below lists, one line each), a
+plain dpkt decode loop, cat, and tshark listing TLS record lengths (decode-as TLS on every TLS port of the capture). Bulk also has ours
 on the capture doubled (the same traffic again, later, other client ports: memory
 stays flat) and on the capture written as pcapng. Prints each one's median wall
 time, its ratio to ours and its peak memory (the child's maximum resident set
@@ -157,6 +158,8 @@ def bench_shape(shape, path, meta, tls_ports, runs):
         "ours --format json": (ours("json") + [path], None),
         f"ours -j {SPLIT_JOBS} --format jsonl (split)": (ours("jsonl") + ["-j", str(SPLIT_JOBS), path], None),
         "ours --format jsonl - (stdin)": (ours("jsonl") + ["-"], path),
+        "ours records --format jsonl": ([sys.executable, "-m", "pcap_tls_split", "records", "--format",
+                                         "jsonl", path], None),
         "dpkt loop (Ethernet/IP/TCP)": ([sys.executable, "-c", DPKT_LOOP, path], None),
         "cat (I/O floor)": (["cat", path], None),
     }
@@ -186,7 +189,8 @@ def bench_shape(shape, path, meta, tls_ports, runs):
         t = medians["tshark TLS record lengths"]
         split = medians[f"ours -j {SPLIT_JOBS} --format jsonl (split)"]
         print(f"tshark / ours: {t / base:.1f}x (jsonl), {t / medians['ours --format json']:.1f}x (json), "
-              f"{t / split:.1f}x (jsonl, -j {SPLIT_JOBS})")
+              f"{t / split:.1f}x (jsonl, -j {SPLIT_JOBS}), "
+              f"{t / medians['ours records --format jsonl']:.1f}x (records, like for like)")
     sys.stdout.flush()
 
 
