@@ -149,20 +149,8 @@ class Facts:
         records = self.peer.records
         if not records:
             return None, None
-        # last_received and ends_on_boundary over the records, in one pass
-        reach = self.reach
-        segment = self.closer.close_peer_segment
-        end = None if segment is None else segment.end
-        aligned = None if segment is None else False
-        received = None
-        for r in records:
-            start = r.offset
-            stop = start + r.header_length + r.length
-            if end == start or end == stop:
-                aligned = True
-            if stop <= reach and r.complete:
-                received = r
-        return aligned, None if received is None else len(received.frames) > 1
+        received = last_received(records, self.reach)
+        return ends_on_boundary(self.closer, records), None if received is None else received.straddling
 
     # -- application data (tls.ApplicationData, by side) -----------------------
 

@@ -75,15 +75,10 @@ def _ms(seconds):
 
 # -- rules on the first closer's reach -----------------------------------------
 
-def _inside(f):
-    """The peer record the first closer's reach falls strictly inside (None: none)."""
-    return f.inside
-
-
 def close_inside_record(f):
     if f.closer is None:
         return None
-    record = _inside(f)
+    record = f.inside
     if record is None:
         return None
     closer, peer, reach = f.closer, f.peer, f.reach
@@ -121,7 +116,7 @@ def _pending_data(f):
 
 
 def close_before_pending_records(f):
-    if f.closer is None or _inside(f) is not None:
+    if f.closer is None or f.inside is not None:
         return None
     pending_data = _pending_data(f)
     if not pending_data:
@@ -177,7 +172,7 @@ def close_before_pending_records(f):
 
 
 def close_before_peer_finished(f):
-    if f.closer is None or not f.records(f.peer) or _inside(f) is not None or _pending_data(f):
+    if f.closer is None or not f.records(f.peer) or f.inside is not None or _pending_data(f):
         return None
     closer, peer = f.closer, f.peer
     close = closer.close

@@ -275,36 +275,27 @@ def to_plain(value):
 # -- the JSON text of to_plain(value), made without the dicts ------------------------
 
 _dumps = json.JSONEncoder(check_circular=False).encode   # (what json.dumps writes)
+_enc = json.encoder.encode_basestring_ascii
 # type -> its to_json: a dataclass's made once from its fields, None for the others
 _JSON = {}
 
 
 def _json_writer(kind):
     """``to_json`` of one dataclass, as code: the object's text put together field by
-    field, each value's text as ``json.dumps`` writes it (str, int, bool, None,
-    finite floats, rounded as ``to_plain`` rounds them, and lists of ints here; the
-    others through ``to_json``)."""
+    field, each value's text as ``json.dumps`` writes it (``_value_text``)."""
     names = [f.name for f in dataclasses.fields(kind)]
-    lines = ["def write(value, enc=enc, nested=nested, int_text=int_text, float_text=float_text,"
-             " ints=ints):"]
+    lines = ["def write(value, enc=enc, int_text=int_text, text=text):"]
     parts = []
     for k, name in enumerate(names):
         name_text = json.dumps(name).replace("%", "%%")   # (an identifier: "name")
+        # str and int, the most common, here; the others by _value_text
         lines += [f"    x = value.{name}",
                   "    c = x.__class__",
-                  f"    if c is str: t{k} = enc(x)",
-                  f"    elif c is int: t{k} = int_text(x)",
-                  f"    elif x is None: t{k} = 'null'",
-                  f"    elif c is bool: t{k} = 'true' if x else 'false'",
-                  f"    elif c is float and x - x == 0: t{k} = float_text(round(x, 6))",
-                  f"    elif (c is tuple or c is list) and (t{k} := ints(x)) is not None: pass",
-                  f"    elif isinstance(x, str): t{k} = enc(x)",    # (a str Enum: its text)
-                  f"    else: t{k} = nested(x)"]
+                  f"    t{k} = enc(x) if c is str else int_text(x) if c is int else text(x)"]
         parts.append(f"{name_text}: %s")
     template = "{" + ", ".join(parts) + "}"
     lines.append(f"    return {template!r} % ({''.join(f't{k}, ' for k in range(len(names)))})")
-    space = {"enc": json.encoder.encode_basestring_ascii, "nested": to_json,
-             "int_text": int.__repr__, "float_text": float.__repr__, "ints": _ints_text}
+    space = {"enc": _enc, "int_text": int.__repr__, "text": _value_text}
     exec("\n".join(lines) + "\n", space)
     return space["write"]
 
@@ -317,11 +308,10 @@ def _ints_text(items):
     return "[" + ", ".join(map(int.__repr__, items)) + "]"
 
 
-_enc = json.encoder.encode_basestring_ascii
-
-
 def _value_text(x):
-    """A value's JSON text, as the writers of ``_json_writer`` make a field's."""
+    """A value's JSON text: str, int, bool, None, finite floats (rounded as
+    ``to_plain`` rounds them), lists of ints and str Enums (their text) here; the
+    others through ``to_json``."""
     c = x.__class__
     if c is str:
         return _enc(x)
@@ -333,6 +323,12 @@ def _value_text(x):
         return "true" if x else "false"
     if c is float and x - x == 0:
         return float.__repr__(round(x, 6))
+    if c is tuple or c is list:
+        text = _ints_text(x)
+        if text is not None:
+            return text
+    elif isinstance(x, str):
+        return _enc(x)
     return to_json(x)
 
 
