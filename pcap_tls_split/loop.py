@@ -166,7 +166,7 @@ def fused_loop(capture, table, errors, name, progress=None):
                     sport, dport, window = _PORTS_WINDOW(buf, tcp)
                     segment = _segment(Segment, (key[:half], key[half:-4], sport, dport, seq, ack,
                                                  flags, window, buf[p + ps:p + ps + size], 0))
-                place(n, time, segment)
+                place(n, time, segment, key)     # (key: its wire_key; None for a decoded one)
             except Exception as exc:  # a bug: say so, keep going
                 hot = None
                 _internal_error(errors, name, n, exc)

@@ -21,6 +21,7 @@ from pcap_tls_split.capture import open_capture
 from pcap_tls_split.capture import streams as capture_streams
 from pcap_tls_split.frame import decode
 from pcap_tls_split.tcp import ConnectionTable
+from pcap_tls_split.tcp.table import wire_key
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CAPTURES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -239,9 +240,12 @@ def test_segments_handed_on_are_frame_decodes(name, monkeypatch):
     placed = []
     place = ConnectionTable.place
 
-    def checked(self, frame, time, segment):
+    def checked(self, frame, time, segment, wire=None):
         placed.append((frame, segment))
-        return place(self, frame, time, segment)
+        if wire is not None:       # the wire key it came with is the segment's own
+            src, dst, sport, dport = segment[:4]
+            assert wire == wire_key(src, sport, dst, dport), frame
+        return place(self, frame, time, segment, wire)
 
     monkeypatch.setattr(ConnectionTable, "place", checked)
     analyze(path)

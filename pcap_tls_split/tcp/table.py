@@ -189,10 +189,11 @@ class ConnectionTable:
         self._countdown = countdown
         self.now = time
 
-    def place(self, frame, time, segment):
-        """A decoded segment, after ``tick``: to its connection."""
+    def place(self, frame, time, segment, wire=None):
+        """A decoded segment, after ``tick``: to its connection (``wire``: its
+        ``wire_key``, when the caller has it already)."""
         src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
-        entry = self.find(src, sport, dst, dport)
+        entry = self._find(wire_key(src, sport, dst, dport) if wire is None else wire)
         if flags & ICMP_QUOTE:
             if entry is None:
                 self._open((src, sport, dst, dport), frame, time, 0, seq, quoted=True)
@@ -213,7 +214,9 @@ class ConnectionTable:
 
     def find(self, src, sport, dst, dport):
         """The Entry of the open connection with this direction (None: none)."""
-        wire = wire_key(src, sport, dst, dport)
+        return self._find(wire_key(src, sport, dst, dport))
+
+    def _find(self, wire):
         entry = self.by_wire.get(wire)
         if entry is None and self._socks_wire:
             return self._socks_wire.get(wire)

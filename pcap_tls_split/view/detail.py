@@ -223,8 +223,8 @@ class KeepingTable(ConnectionTable):
         self.last_stream = None         # stream of the segment placed last (None: none)
         self.late = {}                  # stream -> packets that came after it ended
 
-    def place(self, frame, time, segment):
-        super().place(frame, time, segment)
+    def place(self, frame, time, segment, wire=None):
+        super().place(frame, time, segment, wire)
         src, dst, sport, dport, seq, ack, flags, _, payload, missing = segment
         entry = self.find(src, sport, dst, dport)
         if entry is None:
