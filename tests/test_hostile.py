@@ -228,3 +228,49 @@ def test_a_killed_run_leaves_no_tshark_and_no_key_file(tmp_path, tshark, signum,
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+# A signal at the worst moments for pyshark's own code: before tshark is started;
+# after, once the coroutine that reads its stderr is made but before it is a task;
+# before pyshark has noted the process; while a packet is read. The script sends
+# it to itself at that moment.
+_SIGNAL_AT = """
+import inspect, os, signal, sys
+import pyshark.capture.capture as capture
+import pyshark.tshark.output_parser.base_parser as base_parser
+from pcap_tls_split import cli
+module, cls, name = sys.argv[1].split(".")
+owner = getattr(globals()[module], cls)
+original = getattr(owner, name)
+def signalled(self, *args, **kwargs):
+    made = original(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return made
+if inspect.iscoroutinefunction(original) and name != "_handle_process_stderr_forever":
+    async def signalled(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return await original(self, *args, **kwargs)
+setattr(owner, name, signalled)
+cli.main(sys.argv[2:], prog_name="pcap-tls-split")
+"""
+
+
+@pytest.mark.parametrize("where", ["capture.Capture._get_tshark_process",
+                                   "capture.Capture._handle_process_stderr_forever",
+                                   "capture.Capture._created_new_process",
+                                   "base_parser.BaseTsharkOutputParser.get_packets_from_stream"])
+def test_a_signal_inside_pyshark_s_own_code_ends_the_run_cleanly(tmp_path, tshark, where):
+    """The run ends with 130, no tshark left, no temporary file left, and
+    nothing on stderr about a transport or a coroutine left behind."""
+    capture = SAMPLES / "client-rst.pcap"
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    run = subprocess.run([sys.executable, "-c", _SIGNAL_AT, where, "records", "--keylog",
+                          str(SAMPLES / "client-rst.keys"), str(capture)],
+                         cwd=ROOT, capture_output=True, timeout=60,
+                         env={**os.environ, "TMPDIR": str(temporary)})
+    assert run.returncode == 130, run.stderr
+    assert _tshark_reading(capture) == {}
+    assert list(temporary.iterdir()) == []
+    for text in (b"Traceback", b"Exception ignored", b"never awaited", b"Warning"):
+        assert text not in run.stderr

@@ -11,8 +11,12 @@ Each tshark runs in a process group of its own, noted while it runs; inside
 ``ended_on_signals`` a SIGTERM, SIGHUP or SIGINT of this process kills those
 groups before anything else, then ends the process the usual way (SystemExit
 with status 128 + the signal; KeyboardInterrupt for SIGINT), so that temporary
-files are removed too. (A SIGKILL cannot be caught: tshark then stops at its
-next write to the closed pipe.)
+files are removed too. While pyshark's event loop runs, the signal is only
+noted: an exception raised in the middle of pyshark's own code (between the
+start of a child and the task that reads its stderr) would leave a transport
+and a coroutine behind, reported on stderr when the loop goes; tshark killed,
+the loop ends by itself and the run ends then. (A SIGKILL cannot be caught:
+tshark then stops at its next write to the closed pipe.)
 """
 
 import asyncio
@@ -100,24 +104,20 @@ class _Loop(asyncio.SelectorEventLoop):
         kwargs.setdefault("env", self._env)
         if hasattr(os, "killpg"):
             kwargs.setdefault("process_group", 0)    # a group of its own: killed whole
-        # a signal while the child is started is acted on once it is noted (asyncio
-        # would leave a child started then behind): it is killed now, and the
-        # run ends when tshark_packets has cleaned up
-        SPAWNING.append(True)
-        try:
-            transport, protocol = await super().subprocess_exec(protocol_factory, *args, **kwargs)
-            RUNNING.add(transport.get_pid())
-        finally:
-            SPAWNING.pop()
-            if DEFERRED:
-                kill_children()
+        # a signal while the child is started cannot kill it yet (its pid is not
+        # known): it is killed once noted, and the run ends when tshark_packets
+        # has cleaned up
+        transport, protocol = await super().subprocess_exec(protocol_factory, *args, **kwargs)
+        RUNNING.add(transport.get_pid())
+        if DEFERRED:
+            kill_children()
         return transport, protocol
 
 
 # -- tshark children, ended on every exit path ------------------------------------------
 
 RUNNING = set()   # process group ids (= pids) of the tshark children running now
-SPAWNING = []     # not empty while a child is being started
+DEFERRING = []    # not empty while pyshark's loop runs: a signal is noted, not acted on
 DEFERRED = []     # a signal that came meanwhile
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
 
@@ -135,7 +135,7 @@ def kill_children():
 
 def _on_signal(signum, frame):
     kill_children()
-    if SPAWNING:
+    if DEFERRING:
         DEFERRED.append(signum)
         return
     _end_for(signum)
@@ -148,7 +148,7 @@ def _end_for(signum):
 
 
 def _deferred_signal():
-    """A signal that came while tshark was being started: end the run now."""
+    """A signal that came while pyshark's loop ran: end the run now."""
     if DEFERRED:
         signum = DEFERRED.pop()
         DEFERRED.clear()
@@ -262,6 +262,7 @@ def _tshark_packets_here(path, tshark, parameters, display_filter, on_packet, ti
     with ended_on_signals(), tempfile.TemporaryDirectory(prefix="pcap-tls-split-tshark-") as confdir:
         loop = _Loop(_env(confdir))
         capture = task = None
+        DEFERRING.append(True)
         try:
             capture = capture_class(os.fspath(path), keep_packets=False, display_filter=display_filter,
                                     tshark_path=tshark, eventloop=loop, custom_parameters=parameters)
@@ -273,9 +274,12 @@ def _tshark_packets_here(path, tshark, parameters, display_filter, on_packet, ti
         except TSharkCrashException as exc:
             raise TsharkFailed(f"tshark failed on {path}: {exc}") from None
         finally:
-            if capture is not None:
-                _kill(loop, capture, task)
-            loop.close()
+            try:
+                if capture is not None:
+                    _kill(loop, capture, task)
+                loop.close()
+            finally:
+                DEFERRING.pop()
             _deferred_signal()
     # tshark exits 2 on a capture cut short in the middle of a packet, after
     # printing all it could read: keep that, fail on anything else
