@@ -14,8 +14,11 @@ those it reads the headers where they lie in the capture's read buffer
 copies the payload only when the record tracker needs its bytes. A run of
 segments of one side inside one record body then goes on in local variables
 and is handed back with ``Connection.end_run`` and ``ConnectionTable.end_run``
-before any other packet is looked at. Every other packet takes the steps
-(``frame.decode``, ``ConnectionTable.place``). tests/test_loop.py checks that
+before any other packet is looked at. A SYN, FIN or RST, or a segment of no
+known connection or out of order, goes to ``ConnectionTable.place`` as the
+``frame.Segment`` made from the fields already read; every other packet (other
+link layers, VLAN tags, IP options, tunnels) takes the steps (``frame.decode``,
+``ConnectionTable.place``). tests/test_loop.py checks that
 both loops give the same records, reports and per-side counters.
 """
 
@@ -110,7 +113,7 @@ def fused_loop(capture, table, errors, name, progress=None):
                         et = (buf[p] << 8) | buf[p + 1]
                     if et == 0x0800:
                         if vhl == 0x45 and proto == 6 and not frag & 0x3FFF and 40 <= tot \
-                                and link + tot <= incl and not flags & 7:
+                                and link + tot <= incl:
                             ps = link + 20 + ((offx >> 4) << 2)   # payload start, in the frame
                             size = link + tot - ps
                             if ps >= ip4_least and size >= 0:
@@ -118,15 +121,15 @@ def fused_loop(capture, table, errors, name, progress=None):
                                 tcp = q + 20
                     elif et == 0x86DD and incl >= ip6_least:
                         vfl, plen, nh, seq, ack, offx, flags = _IP6_TCP(buf, q)
-                        if vfl >> 28 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl \
-                                and not flags & 7:
+                        if vfl >> 28 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl:
                             ps = ip4_least + ((offx >> 4) << 2)
                             size = ip4_least + plen - ps
                             if ps >= ip6_least and size >= 0:
                                 key = buf[q + 8:q + 44]
                                 tcp = q + 40
                 if key is not None and size and key == hot and seq == h_seq and size < h_left \
-                        and ack == h_ack and h_countdown > 1 and time - h_swept <= SWEEP_SECONDS:
+                        and ack == h_ack and not flags & 7 and h_countdown > 1 \
+                        and time - h_swept <= SWEEP_SECONDS:
                     # the run goes on (and no sweep is due)
                     h_countdown -= 1
                     h_left -= size
@@ -146,7 +149,8 @@ def fused_loop(capture, table, errors, name, progress=None):
                         continue
                 tick(time)
                 if key is not None:
-                    entry = entry_of(key)
+                    # (a SYN, FIN or RST takes place(): made from what is decoded already)
+                    entry = entry_of(key) if not flags & 7 else None
                     if entry is not None:
                         side = entry.side
                         done = entry.connection.segment_in_order(side, entry.peer, buf, p + ps, size,
