@@ -269,3 +269,98 @@ def test_evaluate_false_follows_the_records_only():
     assert (bare.summary.connections, bare.summary.tls_connections) == \
         (whole.summary.connections, whole.summary.tls_connections)
     assert whole.summary.flagged > 10 and bare.inputs == whole.inputs
+
+
+class Stop(Exception):
+    """What a caller's callback raises in the tests below."""
+
+
+def _fails_third(report, seen=[]):
+    """A prepare that raises on its third report (in each process: module level, it pickles)."""
+    seen.append(report)
+    if len(seen) % 3 == 0:
+        raise Stop(f"the caller's own, on stream {report.stream}")
+    return report.stream
+
+
+def _no_internal_errors(report):
+    assert not any("internal error" in e for i in report.inputs for e in i.errors)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_callback_s_exception_is_the_caller_s_not_an_internal_error(jobs):
+    """An exception raised by on_connection, on_record, prepare or progress stops the
+    run and comes out of analyze as it is: it is the caller's, not one of ours to step
+    over (an internal error in the input's errors, the run going on without it)."""
+    seen = []
+
+    def on_connection(report):
+        seen.append(report.stream)
+        if len(seen) == 2:
+            raise Stop("on_connection")
+
+    with pytest.raises(Stop, match="on_connection"):
+        analyze(FILES, all_connections=True, on_connection=on_connection, jobs=jobs)
+    assert len(seen) == 2                           # none after the one that raised
+
+    rows = []
+
+    def on_record(row):
+        rows.append(row)
+        if len(rows) == 5:
+            raise Stop("on_record")
+
+    with pytest.raises(Stop, match="on_record"):
+        analyze(FILES, on_record=on_record, jobs=jobs)
+    assert len(rows) == 5
+
+    with pytest.raises(Stop, match="the caller's own"):   # (with jobs: raised in a worker)
+        analyze(FILES, all_connections=True, on_connection=list().append, prepare=_fails_third,
+                jobs=jobs)
+
+    class Progress:
+        def reading(self, path, done, size, packets):
+            raise Stop("progress")
+
+        def file_done(self, path):
+            pass
+
+    with pytest.raises(Stop, match="progress"):
+        analyze(str(SAMPLES / "field-bug-70-tries.pcap"), progress=Progress(), jobs=jobs)
+    # and a callback that does not raise: nothing said of it
+    _no_internal_errors(analyze(FILES, all_connections=True, on_connection=list().append, jobs=jobs))
+
+
+def test_a_callback_s_exception_in_a_split_run_is_the_caller_s(monkeypatch):
+    import pcap_tls_split.api.parallel as parallel
+    monkeypatch.setattr(parallel, "SPLIT_LEAST", 0)
+    big = str(SAMPLES / "field-bug-70-tries.pcap")
+    assert parallel.splits([big], 2, None)
+    with pytest.raises(Stop, match="the caller's own"):       # in a worker
+        analyze(big, all_connections=True, on_connection=list().append, prepare=_fails_third, jobs=2)
+    with pytest.raises(Stop, match="the caller's own"):       # report kept as well
+        analyze(big, all_connections=True, on_connection=list().append, prepare=_fails_third, jobs=2,
+                keep_connections=True)
+    seen = []
+
+    def on_connection(item):                                   # here
+        seen.append(item)
+        if len(seen) == 4:
+            raise Stop("here")
+
+    with pytest.raises(Stop, match="here"):
+        analyze(big, all_connections=True, on_connection=on_connection, prepare=_pid, jobs=2)
+    assert len(seen) == 4
+
+
+def test_file_run_raises_the_callback_s_exception_itself():
+    from pcap_tls_split.api import FileRun
+
+    def on_connection(report):
+        raise Stop("mine") from KeyError("its cause")
+
+    run = FileRun(str(SAMPLES / "client-rst.pcap"), {"all_connections": True}, on_connection)
+    with pytest.raises(Stop) as raised:
+        run.run()
+    assert isinstance(raised.value.__cause__, KeyError)        # the caller's exception, whole
+    assert "CallbackFailed" not in repr(raised.value.__context__)

@@ -1,5 +1,7 @@
 """The library API: ``analyze`` and ``records`` over inputs, the report aggregated."""
 
+import contextlib
+
 from ..capture import CaptureError
 from ..report import Correlation, Report, Summary
 from .parallel import results
@@ -50,6 +52,10 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     ``evaluate``: False follows the connections for their records only: none is
     evaluated, so there are no findings and none is listed (the summary counts
     the connections, not their findings); ``records`` uses it.
+
+    An exception raised by a callback (``on_connection``, ``on_record``,
+    ``prepare``, ``progress``) stops the run and is raised here as it is (from a
+    worker process too, when it pickles).
     """
     if errors not in ERRORS:
         raise ValueError(f"errors must be one of {ERRORS}, not {errors!r}")
@@ -60,26 +66,30 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     tcp = tls_count = flagged = 0
     by_code = {}
     correlation = {}
-    for result in results(paths, options, jobs, dask, on_connection, on_record, progress):
-        if errors == "raise" and result.input.format is None:
-            raise CaptureError(result.input.errors[0] if result.input.errors
-                               else f"{result.input.path}: cannot be read")
-        if result.remote:
-            # replay what the worker saw, in the order a single process calls back
-            for conn in result.replay if on_connection else ():
-                on_connection(conn)
-            for row in result.records or ():
-                on_record(row)
-        inputs.append(result.input)
-        if keep_connections:
-            connections += sorted(result.listed, key=lambda c: c.stream)
-        tcp += result.tcp
-        tls_count += result.tls
-        flagged += result.flagged
-        for code, count in result.by_code.items():
-            by_code[code] = by_code.get(code, 0) + count
-        for key, count in result.correlation.items():
-            correlation[key] = correlation.get(key, 0) + count
+    # closed when this stops early (an error, a callback's exception): a pool then
+    # starts no more files and ends at once
+    with contextlib.closing(results(paths, options, jobs, dask, on_connection, on_record,
+                                    progress)) as found:
+        for result in found:
+            if errors == "raise" and result.input.format is None:
+                raise CaptureError(result.input.errors[0] if result.input.errors
+                                   else f"{result.input.path}: cannot be read")
+            if result.remote:
+                # replay what the worker saw, in the order a single process calls back
+                for conn in result.replay if on_connection else ():
+                    on_connection(conn)
+                for row in result.records or ():
+                    on_record(row)
+            inputs.append(result.input)
+            if keep_connections:
+                connections += sorted(result.listed, key=lambda c: c.stream)
+            tcp += result.tcp
+            tls_count += result.tls
+            flagged += result.flagged
+            for code, count in result.by_code.items():
+                by_code[code] = by_code.get(code, 0) + count
+            for key, count in result.correlation.items():
+                correlation[key] = correlation.get(key, 0) + count
     total = Summary(connections=tcp, tls_connections=tls_count, flagged=flagged,
                     by_code=dict(sorted(by_code.items())),
                     correlation=Correlation.from_counts(correlation))

@@ -47,13 +47,7 @@ def map_files(work, paths, jobs=1, dask=None, progress=None):
             if progress:
                 progress.file_done(path)
         return
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = [pool.submit(work, path, None) for path in paths]
-        for path, future in zip(paths, futures):
-            yield future.result()
-            if progress:
-                progress.file_done(path)
+    yield from _in_pool(work, paths, jobs, progress, None)
 
 
 def _analyze_in_worker(path, options, keep_records):
@@ -105,10 +99,21 @@ def results(paths, options, jobs, dask, on_connection, on_record, progress):
                 progress.file_done(path)
             yield result
         return
+    yield from _in_pool(_analyze_in_worker, paths, jobs, progress, options, keep)
+
+
+def _in_pool(work, paths, jobs, progress, *args):
+    """``work(path, *args)`` of each path in a pool of ``jobs`` processes, in input
+    order. When the caller stops (an exception, or it asks for no more), the files
+    not started yet are not started: the pool ends with those under way."""
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = [pool.submit(_analyze_in_worker, path, options, keep) for path in paths]
-        for path, future in zip(paths, futures):
-            yield future.result()
-            if progress:
-                progress.file_done(path)
+        futures = [pool.submit(work, path, *args) for path in paths]
+        try:
+            for path, future in zip(paths, futures):
+                yield future.result()
+                if progress:
+                    progress.file_done(path)
+        finally:
+            for future in futures:
+                future.cancel()

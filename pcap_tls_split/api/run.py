@@ -56,6 +56,17 @@ def collector_tuned():
                     gc.unfreeze()
 
 
+class CallbackFailed(BaseException):
+    """A caller's callback (``on_connection``, ``on_record``, ``prepare``,
+    ``progress``) raised ``error``: the run stops, and ``FileRun.run`` raises that
+    exception itself. A BaseException, so that the packet loop, which says and
+    steps over the errors of a packet (our bugs), does not take it for one of those."""
+
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error
+
+
 class FileRun:
     """One input through the path; collects its connections as they end.
 
@@ -121,16 +132,31 @@ class FileRun:
             self.listed.append(report)
         if self.user_on_connection is not None:
             prepare = self.options.get("prepare")
-            self.user_on_connection(report if prepare is None else prepare(report))
+            try:
+                self.user_on_connection(report if prepare is None else prepare(report))
+            except Exception as exc:
+                raise CallbackFailed(exc) from None
 
     def record_found(self, conn, side, record):
         stream = self.options.get("stream")
         if stream is not None and conn.stream != stream:
             return
-        self.user_on_record(record_row(self.path, conn, side, record))
+        row = record_row(self.path, conn, side, record)
+        try:
+            self.user_on_record(row)
+        except Exception as exc:
+            raise CallbackFailed(exc) from None
 
     def run(self):
-        """Read the input; returns its ``InputReport``."""
+        """Read the input; returns its ``InputReport``. An exception a callback
+        raised stops the run, and is raised here as it is."""
+        try:
+            return self._run()
+        except CallbackFailed as failed:
+            error = failed.error
+        raise error     # (out of the handler: the caller's exception, not ours around it)
+
+    def _run(self):
         try:
             capture = open_capture(self.path, SUPPORTED_LINKTYPES)
         except CaptureError as exc:
@@ -147,7 +173,7 @@ class FileRun:
             capture.on_quiet(table.quiet)   # a silent pipe: ended connections come out anyway
         with capture:
             report = None if progress is None else \
-                (lambda n: progress(self.path, capture.raw_bytes_read, capture.size, n))
+                (lambda n: _progress(progress, self.path, capture.raw_bytes_read, capture.size, n))
             with collector_tuned():
                 try:
                     packets = loop.run(capture, table, self.errors, self.path, report,
@@ -163,6 +189,13 @@ class FileRun:
             return InputReport(path=self.path, format=capture.format, packets=packets,
                                tcp_connections=table.connection_count, tls_connections=self.tls,
                                errors=tuple(errors))
+
+
+def _progress(progress, *args):
+    try:
+        progress(*args)
+    except Exception as exc:
+        raise CallbackFailed(exc) from None
 
 
 class FileResult:

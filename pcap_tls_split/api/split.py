@@ -91,6 +91,13 @@ def _worker(path, options, index, count, out, parent):
         result = FileResult(run, run.run())
         run.send(float("inf"))
         out.put(("done", index, result, None))
+    except Exception as exc:   # a callback's (prepare's) exception: the parent raises it
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            out.put(("failed", index, f"{type(exc).__name__}: {exc}", None))
+        else:
+            out.put(("raised", index, exc, None))
     except BaseException as exc:  # (a bug, or a signal): the parent says so
         out.put(("failed", index, f"{type(exc).__name__}: {exc}", None))
 
@@ -161,6 +168,8 @@ def analyze_split(path, options, count, on_connection=None, reading=None):
                 continue
             if kind == "failed":
                 raise RuntimeError(f"{path}: worker {index} of {count}: {payload}")
+            if kind == "raised":
+                raise payload
             if kind == "done":
                 done[index] = payload
                 continue
