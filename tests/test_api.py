@@ -364,3 +364,28 @@ def test_file_run_raises_the_callback_s_exception_itself():
         run.run()
     assert isinstance(raised.value.__cause__, KeyError)        # the caller's exception, whole
     assert "CallbackFailed" not in repr(raised.value.__context__)
+
+
+def test_the_other_runs_callbacks_raise_the_caller_s_exception_too():
+    """The Wireshark bridge's run (on_tls) and the detail's collect (on_frame,
+    draw) hand a callback's exception on as it is, as analyze does."""
+    from pcap_tls_split.view.detail import collect
+    from pcap_tls_split.wireshark.dissect import BridgeRun
+    path = str(SAMPLES / "field-bug-70-tries.pcap")
+    called = []
+
+    def stop(*args):
+        called.append(args)
+        raise Stop("the caller's")
+
+    with pytest.raises(Stop):
+        BridgeRun(path, {}, on_tls=stop).run()
+    with pytest.raises(Stop):
+        collect(path, set(range(70)), on_frame=stop)
+    with pytest.raises(Stop):
+        collect(path, set(range(70)), draw=stop)
+    assert len(called) == 3                        # each stopped at its first call
+    # and without: the same details as before, no errors
+    frames = []
+    got = collect(path, {3, 4}, on_frame=lambda stream, frame: frames.append(stream))
+    assert got.errors == () and sorted(set(frames)) == [3, 4] and len(got.details) == 2

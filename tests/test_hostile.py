@@ -5,6 +5,7 @@ storm, thousands of holes, a key log of any size or a FIFO, and a killed run
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -274,3 +275,43 @@ def test_a_signal_inside_pyshark_s_own_code_ends_the_run_cleanly(tmp_path, tshar
     assert list(temporary.iterdir()) == []
     for text in (b"Traceback", b"Exception ignored", b"never awaited", b"Warning"):
         assert text not in run.stderr
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM),
+                                            (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_killed_verify_of_files_in_threads_leaves_no_tshark(tmp_path, tshark, signum, status):
+    """verify -j 2 runs tshark in threads of its own: a signal ends those too, at once."""
+    first = hostile.make_holes(tmp_path / "first.pcap", calm=True)
+    captures = [first]
+    for name in ("second.pcap", "third.pcap"):     # (copies: a file named twice is read once)
+        captures.append(str(tmp_path / name))
+        shutil.copyfile(first, captures[-1])
+    run = subprocess.Popen([sys.executable, "-m", "pcap_tls_split", "verify", "-j", "2", *captures],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(_tshark_reading(c) for c in captures) and run.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any(_tshark_reading(c) for c in captures)
+        run.send_signal(signum)
+        assert run.wait(15) == status
+        time.sleep(0.2)
+        assert [_tshark_reading(c) for c in captures] == [{}, {}, {}]    # none left, none begun
+        assert b"Traceback" not in run.stderr.read()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
+def test_a_signal_noted_in_one_run_is_not_the_next_one_s():
+    from pcap_tls_split import wireshark
+    from pcap_tls_split.wireshark import tshark as bridge
+    with pytest.raises(KeyboardInterrupt):
+        with bridge.ended_on_signals():
+            bridge._on_signal(signal.SIGINT, None)      # as a signal would
+    assert bridge.NOTED == []
+    # a run after it: its tshark is not taken for one started after the signal
+    rows = wireshark.records(str(SAMPLES / "client-rst.pcap"), keylog=str(SAMPLES / "client-rst.keys"))
+    assert rows

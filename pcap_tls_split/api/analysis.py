@@ -67,7 +67,7 @@ def analyze(paths, *, all_connections=False, stream=None, idle_timeout=None,
     by_code = {}
     correlation = {}
     # closed when this stops early (an error, a callback's exception): a pool then
-    # starts no more files and ends at once
+    # begins no more files, and ends once those its workers have taken are done
     with contextlib.closing(results(paths, options, jobs, dask, on_connection, on_record,
                                     progress)) as found:
         for result in found:

@@ -105,7 +105,8 @@ def results(paths, options, jobs, dask, on_connection, on_record, progress):
 def _in_pool(work, paths, jobs, progress, *args):
     """``work(path, *args)`` of each path in a pool of ``jobs`` processes, in input
     order. When the caller stops (an exception, or it asks for no more), the files
-    not started yet are not started: the pool ends with those under way."""
+    still waiting are not begun; those the workers have taken (up to one more each
+    than they run: the pool's own queue) are finished first, then the pool ends."""
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
         futures = [pool.submit(work, path, *args) for path in paths]

@@ -16,6 +16,7 @@ end are kept (the ones between are counted), and as many records.
 from collections import deque
 from typing import NamedTuple
 
+from ..api.run import CallbackFailed
 from ..capture import CaptureError, open_capture
 from ..findings import Facts, evaluate
 from ..frame import ACK, FIN, ICMP_QUOTE, RST, SUPPORTED_LINKTYPES, SYN, decode
@@ -333,6 +334,32 @@ class Collected(NamedTuple):
     """False when the file could not be read as a capture at all."""
 
 
+def _collect(capture, table, streams, on_frame, errors, path):
+    """Every frame of ``capture`` to ``table``, and those of ``streams`` to
+    ``on_frame``; returns the number of the last one."""
+    n = 0
+    with capture:
+        for frame in capture.frames():
+            n = frame.number
+            try:
+                segment = decode(frame.linktype, frame.data, frame.orig_len)
+                if segment is None:
+                    continue
+                table.last_stream = None
+                table.segment(frame.number, frame.time, segment)
+            except Exception as exc:   # a bug: say so, keep going
+                if len(errors) < 5:
+                    errors.append(f"{path}: internal error at frame {n}: {type(exc).__name__}: {exc}")
+                continue
+            if on_frame is not None and table.last_stream in streams:
+                try:
+                    on_frame(table.last_stream, frame)
+                except Exception as exc:
+                    raise CallbackFailed(exc) from None
+        table.finish()
+    return n
+
+
 def collect(path, streams, reports=None, idle_timeout=None, on_frame=None, keep=True, draw=None):
     """Read ``path`` again keeping every packet and record of the ``streams`` (a set
     of ``tcp.stream`` numbers). ``reports``: {stream: [ConnectionReport...]} from an
@@ -355,7 +382,12 @@ def collect(path, streams, reports=None, idle_timeout=None, on_frame=None, keep=
             report = connection_report(path, conn, facts, evaluate(facts))
         made = _detail(path, conn, keeper, report)
         made.late = table.late.get(conn.stream, 0)
-        details.append(made if draw is None else draw(made))
+        if draw is not None:
+            try:
+                made = draw(made)
+            except Exception as exc:    # the caller's: raised as it is, below
+                raise CallbackFailed(exc) from None
+        details.append(made)
 
     table = KeepingTable(streams, on_detail,
                          idle_timeout=IDLE_TIMEOUT if idle_timeout is None else idle_timeout, keep=keep)
@@ -363,23 +395,15 @@ def collect(path, streams, reports=None, idle_timeout=None, on_frame=None, keep=
         capture = open_capture(path, SUPPORTED_LINKTYPES)
     except CaptureError as exc:
         return Collected([], (str(exc),), 0, False)
-    n = 0
-    with capture:
-        for frame in capture.frames():
-            n = frame.number
-            try:
-                segment = decode(frame.linktype, frame.data, frame.orig_len)
-                if segment is None:
-                    continue
-                table.last_stream = None
-                table.segment(frame.number, frame.time, segment)
-                if on_frame is not None and table.last_stream in streams:
-                    on_frame(table.last_stream, frame)
-            except Exception as exc:   # a bug: say so, keep going
-                if len(errors) < 5:
-                    errors.append(f"{path}: internal error at frame {n}: {type(exc).__name__}: {exc}")
-        table.finish()
-        errors = list(capture.errors) + errors
+    try:
+        n = _collect(capture, table, streams, on_frame, errors, path)
+    except CallbackFailed as failed:
+        error = failed.error
+    else:
+        error = None
+    if error is not None:
+        raise error     # a callback's (on_frame, draw): the caller's own
+    errors = list(capture.errors) + errors
     if draw is None:
         for made in details:
             made.late = table.late.get(made.stream, 0)   # (late packets come after the end)

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..api import FileRun
+from ..api.run import CallbackFailed
 from ..frame import FIN, RST
 from ..report import ConnectionReport
 from ..tls import wire as tls
@@ -278,7 +279,10 @@ class BridgeRun(FileRun):
             return
         stream = self.options.get("stream")
         if stream is None or conn.stream == stream:
-            self.on_tls(conn)
+            try:
+                self.on_tls(conn)
+            except Exception as exc:    # the caller's: FileRun.run raises it
+                raise CallbackFailed(exc) from None
 
 
 def our_connection(conn, report=None):

@@ -11,11 +11,12 @@ Each tshark runs in a process group of its own, noted while it runs; inside
 ``ended_on_signals`` a SIGTERM, SIGHUP or SIGINT of this process kills those
 groups before anything else, then ends the process the usual way (SystemExit
 with status 128 + the signal; KeyboardInterrupt for SIGINT), so that temporary
-files are removed too. While pyshark's event loop runs, the signal is only
-noted: an exception raised in the middle of pyshark's own code (between the
-start of a child and the task that reads its stderr) would leave a transport
-and a coroutine behind, reported on stderr when the loop goes; tshark killed,
-the loop ends by itself and the run ends then. (A SIGKILL cannot be caught:
+files are removed too. While pyshark's event loop runs in the main thread, the
+signal is only noted: an exception raised in the middle of pyshark's own code
+(between the start of a child and the task that reads its stderr) would leave a
+transport and a coroutine behind, reported on stderr when the loop goes; tshark
+killed, the loop ends by itself and the run ends then. A tshark started after
+the signal (by a thread: ``verify -j``) is killed at once. (A SIGKILL cannot be caught:
 tshark then stops at its next write to the closed pipe.)
 """
 
@@ -105,11 +106,11 @@ class _Loop(asyncio.SelectorEventLoop):
         if hasattr(os, "killpg"):
             kwargs.setdefault("process_group", 0)    # a group of its own: killed whole
         # a signal while the child is started cannot kill it yet (its pid is not
-        # known): it is killed once noted, and the run ends when tshark_packets
-        # has cleaned up
+        # known), nor one before it, the run ending (in another thread): it is
+        # killed once noted, and the run ends when tshark_packets has cleaned up
         transport, protocol = await super().subprocess_exec(protocol_factory, *args, **kwargs)
         RUNNING.add(transport.get_pid())
-        if DEFERRED:
+        if NOTED:
             kill_children()
         return transport, protocol
 
@@ -117,8 +118,10 @@ class _Loop(asyncio.SelectorEventLoop):
 # -- tshark children, ended on every exit path ------------------------------------------
 
 RUNNING = set()   # process group ids (= pids) of the tshark children running now
-DEFERRING = []    # not empty while pyshark's loop runs: a signal is noted, not acted on
-DEFERRED = []     # a signal that came meanwhile
+DEFERRING = []    # not empty while pyshark's loop runs in the main thread: a signal is noted, not acted on
+NOTED = []        # the signals that came inside the outermost ended_on_signals (a tshark
+                  # started after one is killed at once, in any thread)
+_DEPTH = []       # ended_on_signals of the main thread, nested
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
 
 
@@ -134,9 +137,9 @@ def kill_children():
 
 
 def _on_signal(signum, frame):
+    NOTED.append(signum)
     kill_children()
     if DEFERRING:
-        DEFERRED.append(signum)
         return
     _end_for(signum)
 
@@ -148,11 +151,9 @@ def _end_for(signum):
 
 
 def _deferred_signal():
-    """A signal that came while pyshark's loop ran: end the run now."""
-    if DEFERRED:
-        signum = DEFERRED.pop()
-        DEFERRED.clear()
-        _end_for(signum)
+    """A signal that came while pyshark's loop ran in the main thread: end the run now."""
+    if NOTED and not DEFERRING and threading.current_thread() is threading.main_thread():
+        _end_for(NOTED[-1])
 
 
 @contextlib.contextmanager
@@ -161,7 +162,11 @@ def ended_on_signals():
     module docstring). A signal that is ignored stays ignored; outside the main
     thread (where handlers cannot be set) nothing changes."""
     previous = {}
-    if threading.current_thread() is threading.main_thread():
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        if not _DEPTH:
+            NOTED.clear()           # (what an earlier run noted is not this one's)
+        _DEPTH.append(True)
         for sig in SIGNALS:
             if signal.getsignal(sig) is signal.SIG_IGN:
                 continue
@@ -174,6 +179,10 @@ def ended_on_signals():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if main:
+            _DEPTH.pop()
+            if not _DEPTH:
+                NOTED.clear()
 
 
 def _env(confdir):
@@ -262,7 +271,9 @@ def _tshark_packets_here(path, tshark, parameters, display_filter, on_packet, ti
     with ended_on_signals(), tempfile.TemporaryDirectory(prefix="pcap-tls-split-tshark-") as confdir:
         loop = _Loop(_env(confdir))
         capture = task = None
-        DEFERRING.append(True)
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            DEFERRING.append(True)
         try:
             capture = capture_class(os.fspath(path), keep_packets=False, display_filter=display_filter,
                                     tshark_path=tshark, eventloop=loop, custom_parameters=parameters)
@@ -279,7 +290,8 @@ def _tshark_packets_here(path, tshark, parameters, display_filter, on_packet, ti
                     _kill(loop, capture, task)
                 loop.close()
             finally:
-                DEFERRING.pop()
+                if main:
+                    DEFERRING.pop()
             _deferred_signal()
     # tshark exits 2 on a capture cut short in the middle of a packet, after
     # printing all it could read: keep that, fail on anything else

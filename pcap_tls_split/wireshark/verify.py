@@ -20,7 +20,8 @@ from ..report import InputReport, render, to_plain
 from ..report.model import SCHEMA, TOOL
 from ..tls import wire as tls
 from .dissect import BridgeRun, WiresharkView, decode_as, our_connection, port_of, ports_filter
-from .tshark import VERIFY_SUBTREES, TsharkFailed, find_tshark, timeout_for, tshark_packets, tshark_parameters
+from .tshark import (VERIFY_SUBTREES, TsharkFailed, ended_on_signals, find_tshark, timeout_for,
+                     tshark_packets, tshark_parameters)
 
 # -- verify --------------------------------------------------------------------------
 
@@ -224,9 +225,16 @@ def verify(paths, *, stream=None, idle_timeout=None, tshark=None, timeout=None, 
 
     paths = list(expand_inputs(paths))
     if jobs > 1 and len(paths) > 1:
+        # the threads' tshark children are ended on a signal too: the main thread
+        # takes it (killing them all, and any started after), and no file is begun
         from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(one, paths))
+        with ended_on_signals(), ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(one, path) for path in paths]
+            try:
+                results = [future.result() for future in futures]
+            finally:
+                for future in futures:
+                    future.cancel()
     else:
         results = [one(path) for path in paths]
     return VerifyReport(inputs=tuple(inp for inp, _ in results),
