@@ -389,3 +389,46 @@ def test_the_other_runs_callbacks_raise_the_caller_s_exception_too():
     frames = []
     got = collect(path, {3, 4}, on_frame=lambda stream, frame: frames.append(stream))
     assert got.errors == () and sorted(set(frames)) == [3, 4] and len(got.details) == 2
+
+
+class Unmakeable(Exception):
+    """Pickles, but cannot be made again from its pickle (two arguments, one given)."""
+
+    def __init__(self, what, where):
+        super().__init__(f"{what} at {where}")
+
+
+def _fails_unmakeable(report):
+    raise Unmakeable("the caller's own", report.stream)
+
+
+def _said(raised):
+    """A worker's Unmakeable as it reached here: itself (where something made it
+    picklable whole: dask, once imported, does) or a RuntimeError saying it."""
+    error = raised.value
+    return isinstance(error, Unmakeable) or str(error).startswith("Unmakeable: ")
+
+
+def test_a_worker_s_exception_that_cannot_be_sent_whole_is_said(monkeypatch):
+    import pickle
+    import pcap_tls_split.api.parallel as parallel
+    from pcap_tls_split.api.split import sendable
+    error = Unmakeable("the caller's own", 3)
+    try:
+        pickle.loads(pickle.dumps(error))
+    except TypeError:
+        said = sendable(error)
+        assert type(said) is RuntimeError and str(said) == "Unmakeable: the caller's own at 3"
+    stop = Stop("whole")
+    assert sendable(stop) is stop
+    with pytest.raises((RuntimeError, Unmakeable), match="the caller's own at") as raised:     # a pool
+        analyze(FILES, all_connections=True, on_connection=list().append, prepare=_fails_unmakeable,
+                jobs=2)
+    assert _said(raised)
+    monkeypatch.setattr(parallel, "SPLIT_LEAST", 0)
+    with pytest.raises((RuntimeError, Unmakeable), match="the caller's own at") as raised:     # a split
+        analyze(str(SAMPLES / "field-bug-70-tries.pcap"), all_connections=True,
+                on_connection=list().append, prepare=_fails_unmakeable, jobs=2)
+    assert _said(raised)
+    with pytest.raises(Unmakeable):                                               # here: itself
+        analyze(FILES, all_connections=True, on_connection=list().append, prepare=_fails_unmakeable)

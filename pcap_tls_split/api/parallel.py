@@ -51,6 +51,17 @@ def map_files(work, paths, jobs=1, dask=None, progress=None):
 
 
 def _analyze_in_worker(path, options, keep_records):
+    try:
+        return _analyze_here(path, options, keep_records)
+    except Exception as exc:    # a callback's (prepare's): the parent raises it
+        from .split import sendable
+        sent = sendable(exc)
+        if sent is exc:
+            raise
+    raise sent
+
+
+def _analyze_here(path, options, keep_records):
     # the parent replays what a worker listed: it sends them all (or, with prepare,
     # what it made of them, and the reports only when they are kept)
     if options.get("prepare") is None:

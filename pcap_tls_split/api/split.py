@@ -82,6 +82,16 @@ class _ShareRun(FileRun):
         self.marked = self.ended
 
 
+def sendable(exc):
+    """``exc``, or when it cannot go to another process whole (it does not pickle,
+    or cannot be made again from its pickle) a RuntimeError that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
 def _worker(path, options, index, count, out, parent):
     _end_with_parent(parent)
     try:
@@ -91,13 +101,8 @@ def _worker(path, options, index, count, out, parent):
         result = FileResult(run, run.run())
         run.send(float("inf"))
         out.put(("done", index, result, None))
-    except Exception as exc:   # a callback's (prepare's) exception: the parent raises it
-        try:
-            pickle.dumps(exc)
-        except Exception:
-            out.put(("failed", index, f"{type(exc).__name__}: {exc}", None))
-        else:
-            out.put(("raised", index, exc, None))
+    except (Exception, KeyboardInterrupt) as exc:   # a callback's (prepare's): the parent raises it
+        out.put(("raised", index, sendable(exc), None))
     except BaseException as exc:  # (a bug, or a signal): the parent says so
         out.put(("failed", index, f"{type(exc).__name__}: {exc}", None))
 
