@@ -3,7 +3,7 @@
 import os
 
 from .inputs import expand_inputs
-from .run import analyze_file
+from .run import analyze_file, sendable
 
 # -j on one capture at least this big splits its connections across the workers
 # (each reads the whole file and analyses its share); below it, starting the
@@ -54,7 +54,6 @@ def _analyze_in_worker(path, options, keep_records):
     try:
         return _analyze_here(path, options, keep_records)
     except Exception as exc:    # a callback's (prepare's): the parent raises it
-        from .split import sendable
         sent = sendable(exc)
         if sent is exc:
             raise

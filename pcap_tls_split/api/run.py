@@ -10,6 +10,7 @@ caller's callbacks. Nothing here prints.
 
 import dataclasses
 import gc
+import pickle
 import threading
 from contextlib import contextmanager
 
@@ -65,6 +66,34 @@ class CallbackFailed(BaseException):
     def __init__(self, error):
         super().__init__(error)
         self.error = error
+
+
+def call_back(callback, *args):
+    """``callback(*args)``, a caller's: what it raises goes as ``CallbackFailed``."""
+    try:
+        return callback(*args)
+    except Exception as exc:
+        raise CallbackFailed(exc) from None
+
+
+def raising_callbacks(function, *args):
+    """``function(*args)``, with a ``CallbackFailed`` from inside raised as the
+    callback's own exception."""
+    try:
+        return function(*args)
+    except CallbackFailed as failed:
+        error = failed.error
+    raise error     # (out of the handler: the caller's exception, not ours around it)
+
+
+def sendable(exc):
+    """``exc``, or when it cannot go to another process whole (it does not pickle,
+    or cannot be made again from its pickle) a RuntimeError that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 class FileRun:
@@ -132,29 +161,18 @@ class FileRun:
             self.listed.append(report)
         if self.user_on_connection is not None:
             prepare = self.options.get("prepare")
-            try:
-                self.user_on_connection(report if prepare is None else prepare(report))
-            except Exception as exc:
-                raise CallbackFailed(exc) from None
+            call_back(self.user_on_connection, report if prepare is None else call_back(prepare, report))
 
     def record_found(self, conn, side, record):
         stream = self.options.get("stream")
         if stream is not None and conn.stream != stream:
             return
-        row = record_row(self.path, conn, side, record)
-        try:
-            self.user_on_record(row)
-        except Exception as exc:
-            raise CallbackFailed(exc) from None
+        call_back(self.user_on_record, record_row(self.path, conn, side, record))
 
     def run(self):
         """Read the input; returns its ``InputReport``. An exception a callback
         raised stops the run, and is raised here as it is."""
-        try:
-            return self._run()
-        except CallbackFailed as failed:
-            error = failed.error
-        raise error     # (out of the handler: the caller's exception, not ours around it)
+        return raising_callbacks(self._run)
 
     def _run(self):
         try:
@@ -173,7 +191,7 @@ class FileRun:
             capture.on_quiet(table.quiet)   # a silent pipe: ended connections come out anyway
         with capture:
             report = None if progress is None else \
-                (lambda n: _progress(progress, self.path, capture.raw_bytes_read, capture.size, n))
+                (lambda n: call_back(progress, self.path, capture.raw_bytes_read, capture.size, n))
             with collector_tuned():
                 try:
                     packets = loop.run(capture, table, self.errors, self.path, report,
@@ -189,13 +207,6 @@ class FileRun:
             return InputReport(path=self.path, format=capture.format, packets=packets,
                                tcp_connections=table.connection_count, tls_connections=self.tls,
                                errors=tuple(errors))
-
-
-def _progress(progress, *args):
-    try:
-        progress(*args)
-    except Exception as exc:
-        raise CallbackFailed(exc) from None
 
 
 class FileResult:

@@ -22,7 +22,7 @@ import signal
 import sys
 import time as clock
 
-from .run import FileResult, FileRun
+from .run import FileResult, FileRun, sendable
 
 BATCH = 64            # listed connections a worker sends at once...
 MARK_EVERY = 2048     # ...or ended connections after which it says how far it has got
@@ -80,16 +80,6 @@ class _ShareRun(FileRun):
         self.out.put(("listed", self.index, self.batch, mark))
         self.batch = []
         self.marked = self.ended
-
-
-def sendable(exc):
-    """``exc``, or when it cannot go to another process whole (it does not pickle,
-    or cannot be made again from its pickle) a RuntimeError that says what it was."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
 
 
 def _worker(path, options, index, count, out, parent):

@@ -16,7 +16,7 @@ end are kept (the ones between are counted), and as many records.
 from collections import deque
 from typing import NamedTuple
 
-from ..api.run import CallbackFailed
+from ..api.run import call_back, raising_callbacks
 from ..capture import CaptureError, open_capture
 from ..findings import Facts, evaluate
 from ..frame import ACK, FIN, ICMP_QUOTE, RST, SUPPORTED_LINKTYPES, SYN, decode
@@ -352,10 +352,7 @@ def _collect(capture, table, streams, on_frame, errors, path):
                     errors.append(f"{path}: internal error at frame {n}: {type(exc).__name__}: {exc}")
                 continue
             if on_frame is not None and table.last_stream in streams:
-                try:
-                    on_frame(table.last_stream, frame)
-                except Exception as exc:
-                    raise CallbackFailed(exc) from None
+                call_back(on_frame, table.last_stream, frame)
         table.finish()
     return n
 
@@ -382,12 +379,7 @@ def collect(path, streams, reports=None, idle_timeout=None, on_frame=None, keep=
             report = connection_report(path, conn, facts, evaluate(facts))
         made = _detail(path, conn, keeper, report)
         made.late = table.late.get(conn.stream, 0)
-        if draw is not None:
-            try:
-                made = draw(made)
-            except Exception as exc:    # the caller's: raised as it is, below
-                raise CallbackFailed(exc) from None
-        details.append(made)
+        details.append(made if draw is None else call_back(draw, made))
 
     table = KeepingTable(streams, on_detail,
                          idle_timeout=IDLE_TIMEOUT if idle_timeout is None else idle_timeout, keep=keep)
@@ -395,14 +387,8 @@ def collect(path, streams, reports=None, idle_timeout=None, on_frame=None, keep=
         capture = open_capture(path, SUPPORTED_LINKTYPES)
     except CaptureError as exc:
         return Collected([], (str(exc),), 0, False)
-    try:
-        n = _collect(capture, table, streams, on_frame, errors, path)
-    except CallbackFailed as failed:
-        error = failed.error
-    else:
-        error = None
-    if error is not None:
-        raise error     # a callback's (on_frame, draw): the caller's own
+    # a callback's exception (on_frame, draw) is the caller's own
+    n = raising_callbacks(_collect, capture, table, streams, on_frame, errors, path)
     errors = list(capture.errors) + errors
     if draw is None:
         for made in details:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..api import FileRun
-from ..api.run import CallbackFailed
+from ..api.run import call_back
 from ..frame import FIN, RST
 from ..report import ConnectionReport
 from ..tls import wire as tls
@@ -279,10 +279,7 @@ class BridgeRun(FileRun):
             return
         stream = self.options.get("stream")
         if stream is None or conn.stream == stream:
-            try:
-                self.on_tls(conn)
-            except Exception as exc:    # the caller's: FileRun.run raises it
-                raise CallbackFailed(exc) from None
+            call_back(self.on_tls, conn)     # (the caller's: FileRun.run raises what it raises)
 
 
 def our_connection(conn, report=None):
