@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench golden fuzz clean
+.PHONY: setup run test compiled test-compiled pure bench golden fuzz clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# an editable install, in pure Python (a compiled module in the tree would shadow
+# edits of its .py): `make compiled` compiles them in place
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	PCAP_TLS_SPLIT_PURE=1 $(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m compileall -q pcap_tls_split  # an editable install is not compiled
 	touch $@
 
@@ -18,8 +20,22 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 run: setup
 	$(BIN)/pcap-tls-split analyze --all samples/ || test $$? -eq 1
 
-test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+# the suite on the pure-Python modules (compiled ones in the tree are removed first)
+test: setup pure
+	PCAP_TLS_SPLIT_EXPECT=pure $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# the per-packet modules (those with a .pxd) compiled in place with Cython, from
+# the same source; `make pure` removes them again
+compiled: setup
+	PCAP_TLS_SPLIT_COMPILE=1 $(BIN)/python setup.py -q build_ext --inplace
+
+# the suite on the compiled modules, then the tree is pure again
+test-compiled: compiled
+	PCAP_TLS_SPLIT_EXPECT=compiled $(BIN)/python -m pytest -q -p no:cacheprovider; \
+	status=$$?; $(MAKE) -s pure; exit $$status
+
+pure:
+	find pcap_tls_split \( -name "*.so" -o -name "*.pyd" -o -name "*.c" \) -delete; rm -rf build/cython
 
 # the three capture shapes (made in /tmp if missing: root), then the state per open
 # connection; e.g. make bench BENCH_RUNS=3 BENCH_ARGS="--shape fleet"
@@ -39,5 +55,5 @@ fuzz: setup
 golden: setup
 	$(BIN)/python tests/golden.py --update
 
-clean:
+clean: pure
 	rm -rf $(VENV) build *.egg-info fuzz-failures

@@ -16,7 +16,7 @@ import traceback
 
 import click
 
-from ._version import __version__
+from ._version import __version__, build
 from .api import ClusterUnavailable, analyze as run_analysis, expand_inputs
 from .api.inputs import not_regular
 from .findings import CODES, SEVERITIES, Severity
@@ -326,8 +326,15 @@ def _wireshark():
     return wireshark
 
 
+def _show_version(ctx, _param, value):
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{PROG} {__version__} ({build()})")
+        ctx.exit()
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name=PROG)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and whether the per-packet modules run compiled, and exit.")
 def main():
     """Locate TLS records against TCP segments and flag premature closes.
 

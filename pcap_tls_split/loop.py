@@ -97,6 +97,8 @@ def fused_loop(capture, table, errors, name, progress=None):
     known = link = None       # the last link type seen, and its header length
     ip4_least = ip6_least = 0
     ethertype_first = False
+    # (set with each packet's key, read only when it has one)
+    seq = ack = flags = size = ps = tcp = 0
     for buf, packets in capture.batches():
         for p, incl, orig, time, n, linktype in packets:
             try:
@@ -153,8 +155,9 @@ def fused_loop(capture, table, errors, name, progress=None):
                     entry = entry_of(key) if not flags & 7 else None
                     if entry is not None:
                         side = entry.side
-                        done = entry.connection.segment_in_order(side, entry.peer, buf, p + ps, size,
-                                                                 seq, ack, flags, n, time)
+                        connection = entry.connection
+                        done = connection.segment_in_order(side, entry.peer, buf, p + ps, size,
+                                                           seq, ack, flags, n, time)
                         if done:
                             if done == RUN:
                                 hot, hot_entry = key, entry

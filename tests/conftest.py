@@ -2,6 +2,10 @@
 
 Outside CI, tests that need ../shared/corpus, tshark or chromium skip with a reason; in CI
 (CI=true) a missing corpus, tshark or chromium is a failure, not a skip.
+
+PCAP_TLS_SPLIT_EXPECT=pure or compiled (``make test``, ``make test-compiled``): the
+run stops at once unless the per-packet modules are as said, so that neither run
+can test the other's modules by mistake.
 """
 import os
 import shutil
@@ -13,6 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 CORPUS = ROOT.parent / "shared" / "corpus"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+EXPECT = os.environ.get("PCAP_TLS_SPLIT_EXPECT")
+
+
+def pytest_sessionstart(session):
+    if EXPECT is None:
+        return
+    from pcap_tls_split._version import ACCELERATED, compiled
+    done = compiled()
+    wanted = {"pure": (), "compiled": ACCELERATED}.get(EXPECT)
+    if wanted is None:
+        raise pytest.UsageError(f"PCAP_TLS_SPLIT_EXPECT={EXPECT}: pure or compiled")
+    if done != wanted:
+        raise pytest.UsageError(f"PCAP_TLS_SPLIT_EXPECT={EXPECT}, but the compiled modules are "
+                                f"{', '.join(done) or 'none'} (make pure, or make compiled)")
 
 
 def _need(what, present):
