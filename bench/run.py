@@ -17,8 +17,11 @@ For each shape, one alternating run (each contender once per round, --runs
 rounds) of whole processes: ours with --format jsonl (the reference) and json
 (one process, as by default for one capture), ours with -j 2 (the capture's
 connections split across two workers), ours from standard input, ours listing
-every record (records --format jsonl: what tshark below lists, one line each), a
-plain dpkt decode loop, cat, and tshark listing TLS record lengths (decode-as TLS on every TLS port of the capture). Bulk also has ours
+every record (records --format jsonl: what tshark below lists, one line each), the
+same three runs (jsonl, -j 2, records) on the compiled build (the tree built by
+setup.py with Cython into /tmp/pts-compiled; left out with --pure, or where it
+does not build), a plain dpkt decode loop, cat, and tshark listing TLS record
+lengths (decode-as TLS on every TLS port of the capture). Bulk also has ours
 on the capture doubled (the same traffic again, later, other client ports: memory
 stays flat) and on the capture written as pcapng. Prints each one's median wall
 time, its ratio to ours and its peak memory (the child's maximum resident set
@@ -29,7 +32,7 @@ writes (synthetically; one real ClientHello made by CPython's ssl) a capture in
 which N TCP connections are all open at once (SYN, SYN-ACK, ACK, ClientHello,
 ACK; then, once all N are open, each closes with FIN both ways), the same
 packets with each connection closed before the next opens, and a capture of one
-such connection as the baseline (start-up and imports); it reports
+such connection as the baseline (start-up and imports), pure and compiled; it reports
 (peak RSS all open - peak RSS baseline) / N, and (all open - one by one) / N, the
 part that is there only while the connections are open.
 """
@@ -64,11 +67,16 @@ print(n)
 """
 
 
+COMPILED = "/tmp/pts-compiled"   # the package built with its compiled modules (compiled_build)
+
+
 def measure(cmd, stdin_path=None):
-    """(wall seconds, peak RSS in MB) of one run of cmd."""
+    """(wall seconds, peak RSS in MB) of one run of cmd (a list; or (list, env))."""
+    cmd, env = cmd if isinstance(cmd, tuple) else (cmd, None)
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if stdin_path:
@@ -81,6 +89,29 @@ def measure(cmd, stdin_path=None):
 
 def ours(fmt):
     return [sys.executable, "-m", "pcap_tls_split", "analyze", "--all", "--format", fmt]
+
+
+def compiled_build():
+    """The package built from this tree with its compiled modules (setup.py, Cython),
+    in COMPILED/lib; None, said why, where it does not build (no Cython, no compiler)."""
+    lib = os.path.join(COMPILED, "lib")
+    env = dict(os.environ, PCAP_TLS_SPLIT_COMPILE="1")
+    shutil.rmtree(COMPILED, ignore_errors=True)
+    made = subprocess.run([sys.executable, "setup.py", "-q", "build", "--build-base",
+                           os.path.join(COMPILED, "build"), "--build-lib", lib],
+                          env=env, capture_output=True, text=True)
+    if made.returncode:
+        last = (made.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"bench: no compiled build ({last}): its rows are left out", file=sys.stderr)
+        return None
+    compileall.compile_dir(lib, quiet=1)
+    return lib
+
+
+def compiled(cmd, lib):
+    """cmd (python -m pcap_tls_split ...) run on the compiled build at lib, not on this
+    tree's modules (-P: the working directory is not put first on the path)."""
+    return [cmd[0], "-P"] + cmd[1:], dict(os.environ, PYTHONPATH=lib)
 
 
 def _captures():
@@ -152,7 +183,7 @@ def describe(shape, path, meta):
     return line
 
 
-def bench_shape(shape, path, meta, tls_ports, runs):
+def bench_shape(shape, path, meta, tls_ports, runs, lib):
     contenders = {
         "ours --format jsonl": (ours("jsonl") + [path], None),
         "ours --format json": (ours("json") + [path], None),
@@ -163,6 +194,13 @@ def bench_shape(shape, path, meta, tls_ports, runs):
         "dpkt loop (Ethernet/IP/TCP)": ([sys.executable, "-c", DPKT_LOOP, path], None),
         "cat (I/O floor)": (["cat", path], None),
     }
+    if lib is not None:
+        contenders.update({
+            "compiled --format jsonl": (compiled(ours("jsonl") + [path], lib), None),
+            f"compiled -j {SPLIT_JOBS} --format jsonl (split)": (
+                compiled(ours("jsonl") + ["-j", str(SPLIT_JOBS), path], lib), None),
+            "compiled records --format jsonl": (compiled([sys.executable, "-m", "pcap_tls_split", "records",
+                                                          "--format", "jsonl", path], lib), None)})
     if shutil.which("tshark"):
         decode_as = [a for p in tls_ports for a in ("-d", f"tcp.port=={p},tls")]
         contenders["tshark TLS record lengths"] = (
@@ -191,6 +229,11 @@ def bench_shape(shape, path, meta, tls_ports, runs):
         print(f"tshark / ours: {t / base:.1f}x (jsonl), {t / medians['ours --format json']:.1f}x (json), "
               f"{t / split:.1f}x (jsonl, -j {SPLIT_JOBS}), "
               f"{t / medians['ours records --format jsonl']:.1f}x (records, like for like)")
+        if lib is not None:
+            print(f"tshark / ours compiled: {t / medians['compiled --format jsonl']:.1f}x (jsonl), "
+                  f"{t / medians[f'compiled -j {SPLIT_JOBS} --format jsonl (split)']:.1f}x "
+                  f"(jsonl, -j {SPLIT_JOBS}), "
+                  f"{t / medians['compiled records --format jsonl']:.1f}x (records)")
     sys.stdout.flush()
 
 
@@ -277,7 +320,7 @@ def open_connections_capture(path, n, at_once):
     captures.write_pcap(path, frames)
 
 
-def bench_open_connections(n, runs):
+def bench_open_connections(n, runs, lib):
     variants = {"baseline": (1, True), "one by one": (n, False), "all open": (n, True)}
     paths = {}
     for name, (count, at_once) in variants.items():
@@ -285,11 +328,15 @@ def bench_open_connections(n, runs):
         if not os.path.exists(path):
             subprocess.run([sys.executable, os.path.abspath(__file__), "--write-open", str(count),
                             "1" if at_once else "0", path], check=True)
+    builds = {"ours": lambda cmd: cmd}
+    if lib is not None:
+        builds["compiled"] = lambda cmd: compiled(cmd, lib)
     results = {}
     for _ in range(runs):
-        for fmt in ("jsonl", "json"):
-            for name, path in paths.items():
-                results.setdefault((fmt, name), []).append(measure(ours(fmt) + [path]))
+        for build, how in builds.items():
+            for fmt in ("jsonl", "json"):
+                for name, path in paths.items():
+                    results.setdefault((build, fmt, name), []).append(measure(how(ours(fmt) + [path])))
     print()
     print(f"open connections: {n:,} TCP connections (SYN, SYN-ACK, ACK, ClientHello, ACK, ... FIN both "
           f"ways), {os.path.getsize(paths['all open']) / 1e6:.0f} MB; {runs} runs each, alternating")
@@ -297,12 +344,13 @@ def bench_open_connections(n, runs):
     print("  connection closed before the next opens; baseline: one connection (start-up, imports)")
     print(f"{'peak MB (median)':22} {'baseline':>9} {'one by one':>11} {'all open':>9} "
           f"{'(all open - baseline) / N':>26} {'(all open - one by one) / N':>28}")
-    for fmt in ("jsonl", "json"):
-        peak = {name: statistics.median(m for _, m in results[fmt, name]) for name in variants}
-        per_all = (peak["all open"] - peak["baseline"]) * 1024 / n
-        per_open = (peak["all open"] - peak["one by one"]) * 1024 / n
-        print(f"{'ours --format ' + fmt:22} {peak['baseline']:9.1f} {peak['one by one']:11.1f} "
-              f"{peak['all open']:9.1f} {per_all:23.2f} KB {per_open:25.2f} KB")
+    for build in builds:
+        for fmt in ("jsonl", "json"):
+            peak = {name: statistics.median(m for _, m in results[build, fmt, name]) for name in variants}
+            per_all = (peak["all open"] - peak["baseline"]) * 1024 / n
+            per_open = (peak["all open"] - peak["one by one"]) * 1024 / n
+            print(f"{build + ' --format ' + fmt:22} {peak['baseline']:9.1f} {peak['one by one']:11.1f} "
+                  f"{peak['all open']:9.1f} {per_all:23.2f} KB {per_open:25.2f} KB")
 
 
 def main():
@@ -314,6 +362,8 @@ def main():
                         help="a TLS port for tshark's decode-as, besides those in the capture's .json")
     parser.add_argument("--open-connections", type=int, metavar="N",
                         help="measure the memory per open connection with N connections open at once")
+    parser.add_argument("--pure", action="store_true",
+                        help="leave out the compiled build (by default built into " + COMPILED + ")")
     parser.add_argument("--double", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--pcapng", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--write-open", nargs=3, metavar=("N", "AT_ONCE", "OUT"), help=argparse.SUPPRESS)
@@ -330,8 +380,9 @@ def main():
     # compiled once, as an installed package is (pip compiles on install): the
     # timings are not about compiling the sources at every start
     compileall.compile_dir(os.path.join(ROOT, "pcap_tls_split"), quiet=1)
+    lib = None if args.pure else compiled_build()
     if args.open_connections:
-        bench_open_connections(args.open_connections, args.runs)
+        bench_open_connections(args.open_connections, args.runs, lib)
         return
     shapes = SHAPES if args.shape == "all" else (args.shape,)
     if args.capture and len(shapes) > 1:
@@ -343,7 +394,7 @@ def main():
         else:
             meta = ensure_capture(shape, path)
         ports = sorted(set((meta["tls_ports"] if meta else [443]) + args.port))
-        bench_shape(shape, path, meta, ports, args.runs)
+        bench_shape(shape, path, meta, ports, args.runs, lib)
 
 
 if __name__ == "__main__":
