@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 # The modules setup.py compiles where Cython and a C compiler are at hand (those
 # with a .pxd beside them); elsewhere they run as the pure Python they are.
 ACCELERATED = ("pcap_tls_split.loop", "pcap_tls_split.tcp.connection",
-               "pcap_tls_split.tcp.reassembly", "pcap_tls_split.tls.records")
+               "pcap_tls_split.tcp.reassembly", "pcap_tls_split.tcp.table",
+               "pcap_tls_split.tls.records", "pcap_tls_split.tls.wire")
 
 
 def compiled():

@@ -1,0 +1,20 @@
+# Types for compiling table.py with Cython (setup.py): declarations only, the
+# logic is all in table.py. Every attribute ConnectionTable sets is declared here
+# (a subclass in Python, as view/detail.py's, may add its own).
+cimport cython
+
+from pcap_tls_split.tcp.connection cimport Connection, Side
+
+
+cdef class ConnectionTable:
+    cdef public object on_connection, on_record, idle_timeout, linger, by_wire, _socks_wire
+    cdef public object tombstones, share, evictions, _opened, _half_open, _ahead
+    cdef public object max_half_open, max_connections, max_tombstones
+    cdef public Py_ssize_t streams, spent, late_packets, _countdown
+    cdef public double now, _swept, _jump
+
+    cpdef tick(self, double time)
+    cpdef entry(self, object wire)
+    cdef _find(self, object wire)
+    @cython.locals(conn=Connection, flags=int)
+    cpdef place(self, object frame, object time, object segment, object wire=*)
