@@ -39,16 +39,29 @@ def accelerated():
     return found
 
 
+def _why(exc):
+    """An exception in a few words (a compiler's error carries its whole command line)."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[-80:]}" if text else type(exc).__name__
+
+
 class OptionalBuildExt(build_ext):
-    """build_ext that leaves a module in pure Python when it does not compile."""
+    """build_ext that leaves a module in pure Python when it does not compile, and
+    says so once, in one line."""
 
     def run(self):
+        self.failed = []
         try:
             super().run()
         except Exception as exc:      # no compiler at all (distutils' CCompilerError, ...)
             if REQUIRED:
                 raise
-            _warn(f"no compiled modules ({type(exc).__name__}: {exc})")
+            _warn(f"no compiled modules ({_why(exc)})")
+            return
+        if self.failed:
+            names = ", ".join(name.split(".", 1)[-1] for name, _ in self.failed)
+            _warn(f"{len(self.failed)} of {len(self.extensions)} modules not compiled ({names}; "
+                  f"{self.failed[0][1]})")
 
     def build_extension(self, ext):
         try:
@@ -56,7 +69,16 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:
             if REQUIRED:
                 raise
-            _warn(f"{ext.name} not compiled ({type(exc).__name__}: {exc})")
+            self.failed.append((ext.name, _why(exc)))
+
+    def copy_extensions_to_source(self):
+        """(--inplace) Copy the modules that were compiled, not those that failed."""
+        failed = {name for name, _ in self.failed}
+        every, self.extensions = self.extensions, [e for e in self.extensions if e.name not in failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = every
 
 
 def extensions():
