@@ -305,6 +305,41 @@ def test_a_killed_verify_of_files_in_threads_leaves_no_tshark(tmp_path, tshark, 
             run.wait()
 
 
+# A signal the kernel hands to a thread other than the main one (a process-directed
+# signal may go to any thread): here a thread sends it to itself once tshark runs.
+SIGNAL_IN_A_THREAD = """
+import os, signal, sys, threading, time
+from pcap_tls_split.wireshark import verify
+
+def send():
+    while not any(b"tshark" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\\0")[0]
+                  for p in os.listdir("/proc") if p.isdigit() and os.path.exists(f"/proc/{p}/cmdline")):
+        time.sleep(0.01)
+    print(time.monotonic(), flush=True)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=send, daemon=True).start()
+verify(sys.argv[1:], jobs=2)
+"""
+
+
+def test_a_signal_taken_by_another_thread_still_ends_verify_j_at_once(tmp_path, tshark):
+    first = hostile.make_holes(tmp_path / "first.pcap", calm=True)
+    captures = [first]
+    for name in ("second.pcap", "third.pcap", "fourth.pcap"):
+        captures.append(str(tmp_path / name))
+        shutil.copyfile(first, captures[-1])
+    run = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_THREAD, *captures], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    ended = time.monotonic()
+    assert run.returncode == 128 + signal.SIGTERM, run.stderr
+    sent = float(run.stdout.split()[0])
+    # (it waited for a running tshark to end: 5 s and more here)
+    assert ended - sent < 3, ended - sent
+    assert [_tshark_reading(c) for c in captures] == [{}, {}, {}, {}]
+    assert "Traceback" not in run.stderr
+
+
 def test_a_signal_noted_in_one_run_is_not_the_next_one_s():
     from pcap_tls_split import wireshark
     from pcap_tls_split.wireshark import tshark as bridge

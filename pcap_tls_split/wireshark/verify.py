@@ -23,6 +23,8 @@ from .dissect import BridgeRun, WiresharkView, decode_as, our_connection, port_o
 from .tshark import (VERIFY_SUBTREES, TsharkFailed, ended_on_signals, find_tshark, timeout_for,
                      tshark_packets, tshark_parameters)
 
+SIGNAL_POLL = 0.1   # seconds between two looks for a signal while verify -j waits for its threads
+
 # -- verify --------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +229,16 @@ def verify(paths, *, stream=None, idle_timeout=None, tshark=None, timeout=None, 
     if jobs > 1 and len(paths) > 1:
         # the threads' tshark children are ended on a signal too: the main thread
         # takes it (killing them all, and any started after), and no file is begun
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor, wait
         with ended_on_signals(), ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(one, path) for path in paths]
             try:
+                # waits that wake: the kernel may hand the signal to a worker thread, and
+                # the main thread runs its handler only once it wakes (it waited for
+                # the running tshark to end: seconds)
+                pending = futures
+                while pending:
+                    pending = wait(pending, timeout=SIGNAL_POLL)[1]
                 results = [future.result() for future in futures]
             finally:
                 for future in futures:
