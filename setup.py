@@ -59,9 +59,15 @@ class OptionalBuildExt(build_ext):
             _warn(f"no compiled modules ({_why(exc)})")
             return
         if self.failed:
+            # the compiled modules cimport each other's types: one missing breaks those
+            # that cimport it, so none is installed
+            for ext in self.extensions:
+                built = os.path.join(self.build_lib, self.get_ext_filename(ext.name))
+                if os.path.exists(built):
+                    os.remove(built)
             names = ", ".join(name.split(".", 1)[-1] for name, _ in self.failed)
             _warn(f"{len(self.failed)} of {len(self.extensions)} modules not compiled ({names}; "
-                  f"{self.failed[0][1]})")
+                  f"{self.failed[0][1]}), so none is")
 
     def build_extension(self, ext):
         try:
@@ -72,13 +78,9 @@ class OptionalBuildExt(build_ext):
             self.failed.append((ext.name, _why(exc)))
 
     def copy_extensions_to_source(self):
-        """(--inplace) Copy the modules that were compiled, not those that failed."""
-        failed = {name for name, _ in self.failed}
-        every, self.extensions = self.extensions, [e for e in self.extensions if e.name not in failed]
-        try:
+        """(--inplace) Copy the compiled modules, unless one failed."""
+        if not self.failed:        # (one missing: none, see run)
             super().copy_extensions_to_source()
-        finally:
-            self.extensions = every
 
 
 def extensions():
