@@ -41,7 +41,7 @@ pure:
 # connection; e.g. make bench BENCH_RUNS=3 BENCH_ARGS="--shape fleet"
 BENCH_RUNS ?= 5
 BENCH_ARGS ?=
-bench: setup
+bench: setup pure      # (the pure rows run this tree: no compiled module in it)
 	$(BIN)/python bench/run.py --runs $(BENCH_RUNS) $(BENCH_ARGS)
 	$(BIN)/python bench/run.py --open-connections 20000 --runs $(BENCH_RUNS)
 

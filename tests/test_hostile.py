@@ -277,15 +277,22 @@ def test_a_signal_inside_pyshark_s_own_code_ends_the_run_cleanly(tmp_path, tshar
         assert text not in run.stderr
 
 
+def _verify_captures(tmp_path, count):
+    """``count`` captures for verify -j that keep tshark busy a while: one with holes
+    and copies of it (copies: a file named twice is read once)."""
+    first = hostile.make_holes(tmp_path / "0.pcap", calm=True)
+    captures = [first]
+    for n in range(1, count):
+        captures.append(str(tmp_path / f"{n}.pcap"))
+        shutil.copyfile(first, captures[-1])
+    return captures
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM),
                                             (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_killed_verify_of_files_in_threads_leaves_no_tshark(tmp_path, tshark, signum, status):
     """verify -j 2 runs tshark in threads of its own: a signal ends those too, at once."""
-    first = hostile.make_holes(tmp_path / "first.pcap", calm=True)
-    captures = [first]
-    for name in ("second.pcap", "third.pcap"):     # (copies: a file named twice is read once)
-        captures.append(str(tmp_path / name))
-        shutil.copyfile(first, captures[-1])
+    captures = _verify_captures(tmp_path, 3)
     run = subprocess.Popen([sys.executable, "-m", "pcap_tls_split", "verify", "-j", "2", *captures],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -324,11 +331,7 @@ verify(sys.argv[1:], jobs=2)
 
 
 def test_a_signal_taken_by_another_thread_still_ends_verify_j_at_once(tmp_path, tshark):
-    first = hostile.make_holes(tmp_path / "first.pcap", calm=True)
-    captures = [first]
-    for name in ("second.pcap", "third.pcap", "fourth.pcap"):
-        captures.append(str(tmp_path / name))
-        shutil.copyfile(first, captures[-1])
+    captures = _verify_captures(tmp_path, 4)
     run = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_THREAD, *captures], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     ended = time.monotonic()
