@@ -472,6 +472,31 @@ def test_frozen_classes_are_made_as_their_dataclass_would_make_them():
     assert Names(5) == Names(self=5) and Names().x == [] and Names().x is not Names().x
 
 
+def test_float_text_is_repr_of_the_float_rounded_to_the_microsecond():
+    """``float_text`` (one decimal conversion where the text is the same) is
+    ``repr(round(x, 6))``: on timestamps and durations of every size, at the edges
+    of its fast range and beyond them, and on halves of the last decimal."""
+    import math
+    import struct
+    from pcap_tls_split.report.model import float_text
+
+    rng = random.Random(6)
+    values = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-4, -1e-4, 9.999999e-05, 1.00000049e-4, 2.0 ** 32,
+              2.0 ** 32 - 1e-7, 2.0 ** 32 - 4e-7, 2.0 ** 33, 1e16, 1e17, 123456.0000005, 0.0000005,
+              0.0000015, 2.5e-06, 1796237132.122921, 1796237132.1229215, 4294967295.9999995]
+    for _ in range(100_000):
+        values.append(rng.uniform(1.5e9, 2.1e9))                   # capture timestamps
+        values.append(rng.uniform(-1, 1) * 10.0 ** rng.randint(-9, 12))
+        values.append(rng.randint(0, 10 ** 12) / 10 ** rng.randint(0, 7))   # decimals, halves
+        values.append(rng.randint(0, 2 ** 40) * 5e-7)
+        bits = rng.getrandbits(64)                                 # any double at all
+        x = struct.unpack("<d", struct.pack("<Q", bits))[0]
+        if math.isfinite(x):
+            values.append(x)
+    for x in values:
+        assert float_text(x) == repr(round(x, 6)), x
+
+
 def test_to_json_is_the_text_json_dumps_writes_of_to_plain(sample_report):
     """``to_json`` (a dataclass's JSON text made field by field) is ``json.dumps(to_plain(x))``
     to the byte: on every report and record row of the samples, and on odd values."""

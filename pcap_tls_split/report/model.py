@@ -300,6 +300,29 @@ def _json_writer(kind):
     return space["write"]
 
 
+# Floats written by one decimal conversion where that gives the same text: a
+# timestamp (up to 2106) or a duration of 0.1 ms and more.
+_FIXED_LOW, _FIXED_HIGH = 1e-4, 2.0 ** 32
+
+
+def float_text(x):
+    """``repr(round(x, 6))``, the JSON text of a finite float rounded to the
+    microsecond (as ``to_plain`` rounds it and ``json.dumps`` writes it).
+
+    Where ``1e-4 <= |x| < 2**32`` it is ``'%.6f' % x`` without its trailing zeros
+    (one decimal conversion instead of three): ``round`` gives the double nearest
+    to D, ``x`` correctly rounded to 6 decimals (the digits ``%.6f`` writes), and
+    ``repr`` the shortest digits that read back as that double. There the spacing
+    of doubles is under 1e-6, so no shorter decimal reads back as it (one differs
+    from D by at least 1e-6 in its last place) nor does another of D's length; and
+    ``repr`` writes such a number without an exponent, with at least one decimal.
+    Elsewhere (exponents, more digits than a double holds) ``repr(round(x, 6))``."""
+    if _FIXED_LOW <= abs(x) < _FIXED_HIGH:
+        text = ("%.6f" % x).rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    return float.__repr__(round(x, 6))
+
+
 def _ints_text(items):
     """The JSON text of a list of ints (None: not all of them are ints)."""
     for item in items:
@@ -322,7 +345,7 @@ def _value_text(x):
     if c is bool:
         return "true" if x else "false"
     if c is float and x - x == 0:
-        return float.__repr__(round(x, 6))
+        return float_text(x)
     if c is tuple or c is list:
         text = _ints_text(x)
         if text is not None:
