@@ -126,3 +126,25 @@ def test_max_connections_ends_the_least_recently_active_first():
     assert [c.stream for c in ended] == list(range(2, 12))
     assert {c.end_reason for c in ended} == {"evicted"}
     assert "least recently active first" in " ".join(table.anomalies())
+
+
+def test_the_end_of_a_capture_lets_each_connection_go_once_ended():
+    """``finish`` ends the open connections in stream order and lets each go as it is
+    ended (none waits for the last one), keeping no tombstones: no packet follows."""
+    import gc
+    from pcap_tls_split.tcp import Connection
+
+    def alive():
+        return sum(1 for o in gc.get_objects() if isinstance(o, Connection))
+
+    seen = []
+    table = ConnectionTable(lambda conn: seen.append((conn.stream, alive())), max_half_open=10**6)
+    _handshakes(table, range(300))
+    table.packet(10_000, 1.5, addr(0), SERVER_ADDR, 40000, 443, 1, 8, ACK | PSH, client_hello(), 0)
+    before = alive()
+    assert before >= 300
+    table.finish()
+    assert [stream for stream, _ in seen] == list(range(300))
+    # while the k-th is ended, at most the 300 - k not ended yet (and itself) are alive
+    assert all(count <= before - k for k, (_, count) in enumerate(seen))
+    assert not table.tombstones and not table.connections()
