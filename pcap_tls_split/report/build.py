@@ -19,8 +19,8 @@ def connection_report(path, conn, facts, found):
                                      close.reach_estimated, close.frame, aligned, straddled)
     else:
         close_summary = CloseSummary()
-    sides = (client, server)
     mine, theirs = client.stream, server.stream
+    hello, answer = client.tracker, server.tracker
     quality = Quality(
         gaps=mine.gaps + theirs.gaps,
         retransmissions=mine.retransmissions + theirs.retransmissions,
@@ -28,13 +28,12 @@ def connection_report(path, conn, facts, found):
         midstream=conn.midstream or mine.midstream or theirs.midstream,
         conflicts=mine.conflicts + theirs.conflicts,
         snap_cut=mine.snap_cut + theirs.snap_cut,
-        resyncs=sum(s.tracker.desyncs for s in sides if s.tracker is not None))
+        resyncs=(hello.desyncs if hello is not None else 0) + (answer.desyncs if answer is not None else 0))
     version = facts.version
     if version is None:
-        sslv2 = [s.tracker.sslv2_hello for s in sides if s.tracker is not None and s.tracker.sslv2_hello]
+        sslv2 = [t.sslv2_hello for t in (hello, answer) if t is not None and t.sslv2_hello]
         if sslv2 and sslv2[0] == 0x0002:
             version = "SSLv2"
-    hello, answer = client.tracker, server.tracker
     return ConnectionReport(
         file=path, stream=conn.stream, client=client.endpoint, server=server.endpoint,
         role_inferred=conn.role_inferred, start=conn.start, end=conn.last,
