@@ -223,18 +223,20 @@ class ClientHello(NamedTuple):
     """The ALPN protocols it offers, in its order."""
 
 
-def _extensions(body, pos):
-    """(type, data) of the extensions from ``pos`` of a hello body (to its end)."""
-    if pos + 2 > len(body):
-        return
-    extensions_length, = struct.unpack_from("!H", body, pos)
+def _extension_spans(body, pos):
+    """``(type, start, end)`` of each extension from ``pos`` of a hello body (``bytes``),
+    to its end: its data is ``body[start:end]`` (cut short where the body is)."""
+    spans = []
+    n = len(body)
+    if pos + 2 > n:
+        return spans
+    end = min(n, pos + 2 + ((body[pos] << 8) | body[pos + 1]))
     pos += 2
-    end = min(len(body), pos + extensions_length)
     while pos + 4 <= end:
-        ext_type, ext_length = struct.unpack_from("!HH", body, pos)
-        pos += 4
-        yield ext_type, body[pos:pos + ext_length]
-        pos += ext_length
+        length = (body[pos + 2] << 8) | body[pos + 3]
+        spans.append(((body[pos] << 8) | body[pos + 1], pos + 4, pos + 4 + length))
+        pos += 4 + length
+    return spans
 
 
 def _alpn_names(data):
@@ -269,17 +271,17 @@ def server_hello(body):
             pos = cipher_at + 2 + 1  # session id, cipher, compression
         version = legacy_version
         alpn = None
-        for ext_type, data in _extensions(body, pos):
-            if ext_type == EXT_SUPPORTED_VERSIONS and len(data) == 2:
-                version = struct.unpack_from("!H", data, 0)[0]
+        for ext_type, start, end in _extension_spans(bytes(body), pos):
+            if ext_type == EXT_SUPPORTED_VERSIONS and min(end, len(body)) - start == 2:
+                version = (body[start] << 8) | body[start + 1]
                 break
         cipher = struct.unpack_from("!H", body, cipher_at)[0] if cipher_at + 2 <= len(body) else None
     except (IndexError, struct.error) as exc:
         raise MalformedTLS(f"ServerHello: {exc}") from None
     try:
-        for ext_type, data in _extensions(body, pos):
+        for ext_type, start, end in _extension_spans(bytes(body), pos):
             if ext_type == EXT_ALPN:
-                names = _alpn_names(data)
+                names = _alpn_names(body[start:end])
                 alpn = names[0] if names else None
     except (IndexError, struct.error):
         pass
@@ -305,8 +307,9 @@ def client_hello(body):
         pos += 1 + body[pos]                                          # session id
         pos += 2 + int.from_bytes(body[pos:pos + 2], "big")           # cipher suites
         pos += 1 + body[pos]                                          # compression methods
-        for ext_type, data in _extensions(body, pos):
+        for ext_type, start, stop in _extension_spans(bytes(body), pos):
             if ext_type == EXT_SERVER_NAME and sni is None:
+                data = body[start:stop]
                 at, end = 2, min(len(data), 2 + int.from_bytes(data[:2], "big"))
                 while at + 3 <= end:
                     kind, size = data[at], int.from_bytes(data[at + 1:at + 3], "big")
@@ -315,7 +318,7 @@ def client_hello(body):
                         break
                     at += 3 + size
             elif ext_type == EXT_ALPN:
-                alpn = _alpn_names(data)
+                alpn = _alpn_names(body[start:stop])
     except (IndexError, struct.error):
         pass  # what was read before the damage stands
     return ClientHello(random, sni, alpn)
