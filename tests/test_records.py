@@ -349,3 +349,21 @@ def test_tls_start_finds_what_the_pattern_search_finds():
         assert tls.tls_start(prologue + hello) == len(prologue)
         assert tls.tls_start(prologue + alert + hello) == len(prologue)
         assert tls.tls_start(prologue) == -1
+
+
+def test_a_handshake_reader_is_between_messages_only_when_it_holds_nothing():
+    """``HandshakeReader.between_messages``: a new reader is the same (the record
+    tracker lets its reader go then, and makes a new one with the next bytes)."""
+    from pcap_tls_split.tls.wire import HandshakeReader
+    finished = bytes([20, 0, 0, 4]) + b"abcd"            # a 4-byte message body
+    reader = HandshakeReader()
+    assert reader.between_messages()
+    for cut in range(1, len(finished)):                   # a header or a body cut short
+        reader = HandshakeReader()
+        started = reader.feed(finished[:cut])
+        assert started == ([(20, None)] if cut >= 4 else [])
+        assert not reader.between_messages()
+        reader.feed(finished[cut:])
+        assert reader.between_messages()
+    reader = HandshakeReader()
+    assert reader.feed(finished * 2) == [(20, None), (20, None)] and reader.between_messages()

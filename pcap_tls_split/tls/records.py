@@ -661,7 +661,10 @@ class RecordTracker:
         reader = self._handshake
         if reader is None:
             reader = self._handshake = wire.HandshakeReader()
-        for msg_type, body in reader.feed(chunk):
+        messages = reader.feed(chunk)
+        if reader.between_messages():
+            self._handshake = None    # (a new one is the same: an open connection keeps none)
+        for msg_type, body in messages:
             if msg_type == wire.CLIENT_HELLO_BODY:
                 if self.client_random is None:
                     try:

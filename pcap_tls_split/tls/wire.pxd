@@ -10,6 +10,7 @@ cdef class HandshakeReader:
     @cython.locals(pos=Py_ssize_t, n=Py_ssize_t, take=Py_ssize_t, length=Py_ssize_t, msg_type=int,
                    started=list)
     cpdef list feed(self, object data)
+    cpdef bint between_messages(self)
 
 
 @cython.locals(content_type=int, major=int, minor=int, length=Py_ssize_t)

@@ -345,6 +345,10 @@ class HandshakeReader:
         self._kept = None     # hello body being collected
         self._kept_as = None  # what it is returned as when complete
 
+    def between_messages(self):
+        """Whether it holds nothing: no message begun and not ended (a new reader is the same)."""
+        return not self._remaining and not self._header
+
     def feed(self, data):
         started = []
         pos, n = 0, len(data)
