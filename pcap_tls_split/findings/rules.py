@@ -11,6 +11,7 @@ by where the reach falls), then the rules on each side's own close
 
 import dataclasses
 from dataclasses import field
+from operator import attrgetter
 
 from ..tls import wire
 from .codes import CODES, Severity
@@ -49,14 +50,11 @@ class Finding:
         """This finding with ``wireshark_filter`` set: what ``dataclasses.replace``
         gives, without its cost (it reads the fields anew at each call; the report
         makes one per finding of every connection)."""
-        copy = object.__new__(Finding)
-        for name in _FIELDS:
-            object.__setattr__(copy, name, getattr(self, name))
-        object.__setattr__(copy, "wireshark_filter", wireshark_filter)
-        return copy
+        return Finding(*_VALUES(self), wireshark_filter)
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(Finding) if f.name != "wireshark_filter")
+# the values of its fields but the last (wireshark_filter), in order
+_VALUES = attrgetter(*(f.name for f in dataclasses.fields(Finding)[:-1]))
 
 
 def _finding(code, side, time, frame, message, evidence, severity=None, confidence="high", why=None):
