@@ -5,6 +5,7 @@
 cimport cython
 
 from pcap_tls_split.tcp.connection cimport Connection, Side
+from pcap_tls_split.tcp.table cimport ConnectionTable
 
 @cython.locals(p=Py_ssize_t, incl=Py_ssize_t, q=Py_ssize_t, link=object, ps=Py_ssize_t, size=Py_ssize_t,
                tot=Py_ssize_t, frag=int, proto=int, vhl=int, et=int, offx=int, flags=int,
@@ -12,4 +13,4 @@ from pcap_tls_split.tcp.connection cimport Connection, Side
                ip4_least=Py_ssize_t, ip6_least=Py_ssize_t, ethertype_first=bint, tcp=Py_ssize_t,
                connection=Connection, side=Side, frames=list, ends=list, times=list,
                vfl=object, plen=Py_ssize_t, nh=int, half=Py_ssize_t, report_at=Py_ssize_t)
-cpdef fused_loop(capture, table, errors, name, progress=*)
+cpdef fused_loop(capture, ConnectionTable table, errors, name, progress=*)

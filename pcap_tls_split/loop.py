@@ -81,9 +81,6 @@ def steps(capture, table, errors, name, progress=None):
 
 def fused_loop(capture, table, errors, name, progress=None):
     """The loop with the common case fused (see the module docstring)."""
-    entry_of = table.entry
-    place = table.place
-    tick = table.tick
     # the run in progress: the wire key of its side (None: no run), its entry, what
     # it expects next (stream offset, sequence number, acknowledgment), the record
     # body bytes left, the table's ticks left before a sweep and the time of the
@@ -149,10 +146,10 @@ def fused_loop(capture, table, errors, name, progress=None):
                     segment = decode(linktype, buf[p:p + incl], orig)
                     if segment is None:
                         continue
-                tick(time)
+                table.tick(time)
                 if key is not None:
                     # (a SYN, FIN or RST takes place(): made from what is decoded already)
-                    entry = entry_of(key) if not flags & 7 else None
+                    entry = table.entry(key) if not flags & 7 else None
                     if entry is not None:
                         side = entry.side
                         connection = entry.connection
@@ -173,7 +170,7 @@ def fused_loop(capture, table, errors, name, progress=None):
                     sport, dport, window = _PORTS_WINDOW(buf, tcp)
                     segment = _segment(Segment, (key[:half], key[half:-4], sport, dport, seq, ack,
                                                  flags, window, buf[p + ps:p + ps + size], 0))
-                place(n, time, segment, key)     # (key: its wire_key; None for a decoded one)
+                table.place(n, time, segment, key)     # (key: its wire_key; None for a decoded one)
             except Exception as exc:  # a bug: say so, keep going
                 hot = None
                 _internal_error(errors, name, n, exc)
