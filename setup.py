@@ -65,7 +65,10 @@ class OptionalBuildExt(build_ext):
                 built = os.path.join(self.build_lib, self.get_ext_filename(ext.name))
                 if os.path.exists(built):
                     os.remove(built)
-            names = ", ".join(name.split(".", 1)[-1] for name, _ in self.failed)
+            names = [name.split(".", 1)[-1] for name, _ in self.failed]
+            if len(names) > 4:        # (one line, however many failed)
+                names[4:] = [f"{len(names) - 4} more"]
+            names = ", ".join(names)
             _warn(f"{len(self.failed)} of {len(self.extensions)} modules not compiled ({names}; "
                   f"{self.failed[0][1]}), so none is")
 

@@ -11,6 +11,25 @@ MAX_CAPLEN_HARD = 64 << 20      # ... and never more than this, whatever the sna
 HEADER = PCAP_RECORD_LENGTH
 
 
+def records(buf, pos, n, limit, div, lt, unpack, packets):
+    """The whole records of ``buf`` from ``pos`` on, each appended to ``packets``
+    as (start, captured length, orig_len, timestamp, frame number, linktype), ``n``
+    the frame number before them: returns (where they stop, the last frame number,
+    the captured length of the record they stop at: -1 when its header is not
+    all there; more than ``limit``, a corrupt header; else its data is not)."""
+    end = len(buf)
+    add = packets.append
+    while pos + HEADER <= end:
+        sec, frac, incl, orig = unpack(buf, pos)
+        nxt = pos + HEADER + incl
+        if nxt > end or incl > limit:
+            return pos, n, incl
+        n += 1
+        add((pos + HEADER, incl, orig, sec + frac / div, n, lt))
+        pos = nxt
+    return pos, n, -1
+
+
 def batches(capture, buf, stream):
     """Yield (buf, packets) for ``Capture.batches``: ``buf`` starts with the file
     header. Damage stops the walk and is told to ``capture`` (``cut``,
@@ -30,17 +49,7 @@ def batches(capture, buf, stream):
         while True:
             end = len(buf)
             packets = []
-            add = packets.append
-            while pos + HEADER <= end:
-                sec, frac, incl, orig = unpack(buf, pos)
-                nxt = pos + HEADER + incl
-                if nxt > end or incl > limit:
-                    break
-                n += 1
-                add((pos + HEADER, incl, orig, sec + frac / div, n, lt))
-                pos = nxt
-            else:
-                incl = -1            # loop ended for want of a full header
+            pos, n, incl = records(buf, pos, n, limit, div, lt, unpack, packets)
             if packets:
                 yield buf, packets
             if incl > limit:
