@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 # with a .pxd beside them); elsewhere they run as the pure Python they are.
 ACCELERATED = ("pcap_tls_split.capture.pcap", "pcap_tls_split.capture.pcapng",
                "pcap_tls_split.findings.facts", "pcap_tls_split.findings.frozen",
-               "pcap_tls_split.findings.rules", "pcap_tls_split.loop",
+               "pcap_tls_split.findings.rules", "pcap_tls_split.frame", "pcap_tls_split.loop",
                "pcap_tls_split.report.build", "pcap_tls_split.report.model",
                "pcap_tls_split.report.render", "pcap_tls_split.tcp.connection",
                "pcap_tls_split.tcp.reassembly", "pcap_tls_split.tcp.table",
