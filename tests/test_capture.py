@@ -262,6 +262,41 @@ def test_pcapng_corrupt_block_stops_with_error(tmp_path, what, patch):
     assert cap.errors[0].startswith(f"{tmp_path / 'c.pcapng'}: capture cut short at frame 2")
 
 
+def test_an_error_inside_the_walk_is_told_where_it_happened(tmp_path, monkeypatch):
+    # (no real bytes make the walks raise: a stand-in failure, at frame 4 of one read)
+    from pcap_tls_split.capture import pcap, reader
+    unpacker = pcap.pcap_record_header
+
+    def failing(endian):
+        unpack, calls = unpacker(endian), []
+
+        def unpack_but_the_fourth(buf, pos):
+            calls.append(pos)
+            if len(calls) == 4:
+                raise MemoryError("simulated")
+            return unpack(buf, pos)
+        return unpack_but_the_fourth
+    monkeypatch.setattr(pcap, "pcap_record_header", failing)
+    cap, frames = read_all(write(tmp_path, "m.pcap", pcap_bytes([(i, 0, PKT) for i in range(6)])))
+    at = 24 + 3 * (16 + len(PKT))
+    assert [f[0] for f in frames] == [1, 2, 3]      # the frames before it are analysed
+    assert cap.errors == [f"{tmp_path / 'm.pcap'}: error reading frame 4 (byte offset {at}): "
+                          f"MemoryError: simulated"] and cap.bytes_read == at
+
+    checked = reader.Capture.check_linktype
+
+    def check(self, lt):
+        if lt == 147:
+            raise MemoryError("simulated")
+        return checked(self, lt)
+    monkeypatch.setattr(reader.Capture, "check_linktype", check)
+    head = shb() + idb(1) + epb(0, 1, PKT) + epb(0, 2, PKT) + epb(0, 3, PKT)
+    cap, frames = read_all(write(tmp_path, "m.pcapng", head + idb(147) + epb(1, 4, PKT)))
+    assert [f[0] for f in frames] == [1, 2, 3]
+    assert cap.errors == [f"{tmp_path / 'm.pcapng'}: error reading frame 4 (byte offset "
+                          f"{len(head)}): MemoryError: simulated"] and cap.bytes_read == len(head)
+
+
 def test_pcapng_bad_byte_order_magic(tmp_path):
     data = bytearray(shb() + idb(1) + epb(0, 1, PKT))
     with pytest.raises(CaptureError, match="byte-order magic"):

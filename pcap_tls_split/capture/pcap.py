@@ -16,18 +16,22 @@ def records(buf, pos, n, limit, div, lt, unpack, packets):
     as (start, captured length, orig_len, timestamp, frame number, linktype), ``n``
     the frame number before them: returns (where they stop, the last frame number,
     the captured length of the record they stop at: -1 when its header is not
-    all there; more than ``limit``, a corrupt header; else its data is not)."""
+    all there; more than ``limit``, a corrupt header; else its data is not; and
+    the exception that stopped them there, if one did)."""
     end = len(buf)
     add = packets.append
-    while pos + HEADER <= end:
-        sec, frac, incl, orig = unpack(buf, pos)
-        nxt = pos + HEADER + incl
-        if nxt > end or incl > limit:
-            return pos, n, incl
-        n += 1
-        add((pos + HEADER, incl, orig, sec + frac / div, n, lt))
-        pos = nxt
-    return pos, n, -1
+    try:
+        while pos + HEADER <= end:
+            sec, frac, incl, orig = unpack(buf, pos)
+            nxt = pos + HEADER + incl
+            if nxt > end or incl > limit:
+                return pos, n, incl, None
+            n += 1
+            add((pos + HEADER, incl, orig, sec + frac / div, n, lt))
+            pos = nxt
+    except Exception as exc:         # (told where it happened, not at the read's start)
+        return pos, n, -1, exc
+    return pos, n, -1, None
 
 
 def batches(capture, buf, stream):
@@ -49,9 +53,11 @@ def batches(capture, buf, stream):
         while True:
             end = len(buf)
             packets = []
-            pos, n, incl = records(buf, pos, n, limit, div, lt, unpack, packets)
+            pos, n, incl, failed = records(buf, pos, n, limit, div, lt, unpack, packets)
             if packets:
                 yield buf, packets
+            if failed is not None:
+                raise failed         # (told to capture below, where it happened)
             if incl > limit:
                 capture.cut(n + 1, base + pos,
                             f"record length {incl} is larger than the maximum of "

@@ -28,11 +28,15 @@ def batches(capture, buf, stream):
         while True:
             end = len(buf)
             packets = []
+            failed = None
             if tl is not None:
-                pos, n = blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb, packets)
+                pos, n, failed = blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb,
+                                        packets)
                 nif = len(ifaces)
             if packets:
                 yield buf, packets
+            if failed is not None:
+                raise failed         # (told to capture below, where it happened)
             # slow path: find out what stopped the hot loop
             need = pos + BLOCK_HEADER
             if need <= end:
@@ -115,46 +119,50 @@ def blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb, packets):
     wholly in it, up to a section header; each packet appended to ``packets`` as
     (start, captured length, orig_len, timestamp, frame number, linktype), each
     interface description to ``ifaces``. ``n`` is the frame number before them;
-    returns (where they stop, the last frame number)."""
+    returns (where they stop, the last frame number, the exception that stopped
+    them there, if one did)."""
     end = len(buf)
     nif = len(ifaces)
     add = packets.append
-    while pos + BLOCK_HEADER <= end:
-        btype, blen = tl(buf, pos)
-        nxt = pos + blen
-        if (btype == BT_SHB or nxt > end or blen < BLOCK_HEADER or blen & 3
-                or blen > MAX_BLOCK or u32(buf, nxt - 4)[0] != blen):
-            break
-        if btype == BT_EPB or btype == BT_PB:
-            if btype == BT_EPB:
-                ifid, hi, lo, incl, orig = epb(buf, pos + 8)
-            else:        # the obsolete Packet Block: the same, with drops
-                ifid, _drops, hi, lo, incl, orig = pb(buf, pos + 8)
-            if ifid >= nif or incl > blen - 32:
+    try:
+        while pos + BLOCK_HEADER <= end:
+            btype, blen = tl(buf, pos)
+            nxt = pos + blen
+            if (btype == BT_SHB or nxt > end or blen < BLOCK_HEADER or blen & 3
+                    or blen > MAX_BLOCK or u32(buf, nxt - 4)[0] != blen):
                 break
-            blt, bdiv, boff, _ = ifaces[ifid]
-            n += 1
-            ts = ((hi << 32) | lo) / bdiv
-            add((pos + EPB_DATA_AT, incl, orig, ts + boff if boff else ts, n, blt))
-        elif btype == BT_SPB:
-            if not nif or blen < 16:
-                break
-            blt, bdiv, boff, snap = ifaces[0]
-            orig = tl(buf, pos + 8)[0]
-            incl = min(orig, blen - 16)
-            if snap and incl > snap:
-                incl = snap
-            n += 1
-            add((pos + SPB_DATA_AT, incl, orig, 0.0, n, blt))
-        elif btype == BT_IDB:
-            if blen < 20:
-                break
-            ifaces.append(_idb(capture, buf, pos, blen, endian))
-            nif += 1
-        elif btype in FRAME_ONLY_BLOCKS:
-            n += 1       # a frame for Wireshark, no packet for us
-        pos = nxt
-    return pos, n
+            if btype == BT_EPB or btype == BT_PB:
+                if btype == BT_EPB:
+                    ifid, hi, lo, incl, orig = epb(buf, pos + 8)
+                else:        # the obsolete Packet Block: the same, with drops
+                    ifid, _drops, hi, lo, incl, orig = pb(buf, pos + 8)
+                if ifid >= nif or incl > blen - 32:
+                    break
+                blt, bdiv, boff, _ = ifaces[ifid]
+                n += 1
+                ts = ((hi << 32) | lo) / bdiv
+                add((pos + EPB_DATA_AT, incl, orig, ts + boff if boff else ts, n, blt))
+            elif btype == BT_SPB:
+                if not nif or blen < 16:
+                    break
+                blt, bdiv, boff, snap = ifaces[0]
+                orig = tl(buf, pos + 8)[0]
+                incl = min(orig, blen - 16)
+                if snap and incl > snap:
+                    incl = snap
+                n += 1
+                add((pos + SPB_DATA_AT, incl, orig, 0.0, n, blt))
+            elif btype == BT_IDB:
+                if blen < 20:
+                    break
+                ifaces.append(_idb(capture, buf, pos, blen, endian))
+                nif += 1
+            elif btype in FRAME_ONLY_BLOCKS:
+                n += 1       # a frame for Wireshark, no packet for us
+            pos = nxt
+    except Exception as exc:         # (told where it happened, not at the read's start)
+        return pos, n, exc
+    return pos, n, None
 
 
 def bad_block(btype, blen):
