@@ -180,3 +180,14 @@ def test_an_open_connection_with_its_client_hello_in_keeps_under_3_kb():
     assert len(table.connections()) == count + 1
     assert all(c.client.tracker.client_hello for c in table.connections())
     assert per_connection < 3072, per_connection
+
+
+def test_the_end_of_a_capture_counts_the_tombstones_it_forgets():
+    """Each connection ended by ``finish`` is tombstoned as any ended connection is, so
+    the tombstones forgotten past ``max_tombstones`` are counted (and said) alike."""
+    table = ConnectionTable(lambda conn: None, max_tombstones=3, max_half_open=10**6)
+    _handshakes(table, range(5))
+    table.finish()
+    assert table.evictions["tombstones"] == 2
+    assert "2 ended connection(s) forgotten" in " ".join(table.anomalies())
+    assert not table.tombstones

@@ -364,22 +364,21 @@ class ConnectionTable:
             for wire in _wire_keys(conn):
                 self.by_wire[wire] = self._socks_wire.pop(wire)
 
-    def _end(self, conn, reason, tombstone=True):
+    def _end(self, conn, reason):
         wire, back = _wire_keys(conn)
         by_wire = self._socks_wire if conn.socks is not None else self.by_wire
         by_wire.pop(wire, None)
         by_wire.pop(back, None)
         self._opened.pop(conn, None)
-        if tombstone:
-            kind = "idle" if reason in ("idle", "evicted") else "closed"
-            client = conn.client
-            tombstones = self.tombstones
-            tombstones.pop(wire, None)
-            if len(tombstones) >= self.max_tombstones:
-                tombstones.popitem(last=False)
-                self.evictions["tombstones"] += 1
-            tombstones[wire] = (conn.stream, kind, conn.last, client is conn.a,
-                                client.first_seq if client.syn else None)
+        kind = "idle" if reason in ("idle", "evicted") else "closed"
+        client = conn.client
+        tombstones = self.tombstones
+        tombstones.pop(wire, None)
+        if len(tombstones) >= self.max_tombstones:
+            tombstones.popitem(last=False)
+            self.evictions["tombstones"] += 1
+        tombstones[wire] = (conn.stream, kind, conn.last, client is conn.a,
+                            client.first_seq if client.syn else None)
         conn.end_reason = reason
         conn.finish()
         self.on_connection(conn)
@@ -422,11 +421,12 @@ class ConnectionTable:
             self._end(conn, "closed" if conn.ended_at is not None else "idle")
 
     def finish(self):
-        """End of the capture: finish every connection, in stream order (no tombstones:
-        no packet follows; each connection let go once ended, not at the end)."""
-        self.tombstones = OrderedDict()
+        """End of the capture: finish every connection, in stream order, each let go
+        once ended, not at the end. Each is tombstoned as any ended connection is (so
+        that ``evictions`` counts the same), then the tombstones go: no packet follows."""
         ending = sorted(self._opened, key=lambda c: c.stream)
         self._half_open = OrderedDict()
         for i in range(len(ending)):
             conn, ending[i] = ending[i], None
-            self._end(conn, "end of capture", tombstone=False)
+            self._end(conn, "end of capture")
+        self.tombstones = OrderedDict()
