@@ -21,7 +21,6 @@ def batches(capture, buf, stream):
     base = 0                         # stream offset of buf[0]
     n = 0
     ifaces = []                      # (linktype, divisor, offset, snaplen) per IDB
-    nif = 0
     section = 0
     endian = tl = u32 = epb = pb = None  # byte order and unpackers of the section
     try:
@@ -32,7 +31,6 @@ def batches(capture, buf, stream):
             if tl is not None:
                 pos, n, failed = blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb,
                                         packets)
-                nif = len(ifaces)
             if packets:
                 yield buf, packets
             if failed is not None:
@@ -73,7 +71,6 @@ def batches(capture, buf, stream):
                         epb = struct.Struct(endian + "IIIII").unpack_from
                         pb = struct.Struct(endian + "HHIIII").unpack_from
                         ifaces = []
-                        nif = 0
                         section += 1
                         pos = need
                         continue
@@ -85,10 +82,10 @@ def batches(capture, buf, stream):
                         ifid, incl = pb(buf, pos + 8)[0], pb(buf, pos + 8)[4]
                     else:            # SPB
                         ifid, incl = 0, 0
-                    if ifid >= nif:
+                    if ifid >= len(ifaces):
                         capture.error(f"frame {n} (byte offset {base + pos}): packet "
                                       f"of interface {ifid}, but section {section} "
-                                      f"describes {nif} interface(s); skipped")
+                                      f"describes {len(ifaces)} interface(s); skipped")
                         pos = need
                         continue
                     capture.cut(n, base + pos,
