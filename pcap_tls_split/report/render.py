@@ -27,8 +27,6 @@ from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tabulate import tabulate
-
 from ..findings import CODES, Severity
 from ..tls import wire
 from .model import SCHEMA, TOOL, to_json, to_plain
@@ -96,6 +94,7 @@ def write_table(rows, columns, out, width=0, indent=0):
     indented by ``indent`` spaces. tabulate lays out the grid (its ``plain``
     format, a rule under the heading), given cells already broken to the widths
     ``fit`` chose."""
+    from tabulate import tabulate   # (here: it and importlib.metadata take ~25 ms json runs need not)
     rows = list(rows)
     columns = [c if isinstance(c, Column) else Column(c, c) for c in columns]
     cells = [[_cell(row, c) for c in columns] for row in rows if isinstance(row, dict)]
