@@ -255,6 +255,7 @@ def test_a_run_leaves_no_reference_cycles(tmp_path):
     cut.write_bytes(whole[:len(whole) * 2 // 3])
     analyze(FILES[:1])                  # (imports and first-use caches made before)
     gc.collect()
+    enabled = gc.isenabled()
     gc.disable()
     try:
         report = analyze(FILES + [str(cut)], all_connections=True, errors="report")
@@ -265,7 +266,8 @@ def test_a_run_leaves_no_reference_cycles(tmp_path):
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
-        gc.enable()
+        if enabled:
+            gc.enable()
     assert report.connections and rows
     assert any("cut.pcap" in e for i in report.inputs for e in i.errors)
     assert ours == []
