@@ -333,7 +333,7 @@ def close_with_unread_data(f, side):
     if side is not f.closer or peer.stream.base is None:
         return None                   # it answered the peer's close; or the peer is not in the capture
     fin_frame, rst_frame = close.frame, side.rst.frame
-    if any(fin_frame < segment[0] < rst_frame for segment in peer.segments):
+    if any(fin_frame < segment.frame < rst_frame for segment in peer.recent_segments()):
         return None                   # peer data came in between: reset_on_data_after_close
     for mark in (peer.fin, peer.rst):
         if mark is not None and fin_frame < mark.frame < rst_frame:

@@ -6,19 +6,28 @@ cimport cython
 from pcap_tls_split.tcp.reassembly cimport SideStream
 from pcap_tls_split.tls.records cimport RecordTracker
 
+cdef class Close:
+    cdef public object kind, offset
+    cdef public Py_ssize_t frame, reach, peer_gaps, peer_captured, captured
+    cdef public double time
+    cdef public bint reach_estimated
+
 cdef class Side:
-    cdef public object addr, port, records, type23_head, type23_tail, finished, alerts
-    cdef public object close, fin, rst, segments, last_ack, close_peer_segment, first_seq
+    cdef public object addr, records, type23_head, type23_tail, finished, alerts
+    cdef public object close, fin, rst, segments, close_peer_segment
     cdef public SideStream stream
     cdef public RecordTracker tracker
-    cdef public Py_ssize_t total, straddling, header_split, coalesced
+    cdef public Py_ssize_t port, total, straddling, header_split, coalesced, last_ack, first_seq
     cdef public bint syn, synack
     cpdef note_segment(self, object frame, object time, object end)
+    @cython.locals(i=Py_ssize_t)
     cpdef note_segments(self, list frames, list times, list ends)
 
 cdef class Connection:
-    cdef public object stream, start, last, ended_at, end_reason, _client, on_record
+    cdef public object ended_at, end_reason, _client, on_record
     cdef public object syn_time, rtt, synack_time, socks
+    cdef public Py_ssize_t stream
+    cdef public double start, last
     cdef public Side a, b
     cdef public bint closing, midstream, continued, quoted
     cpdef packet(self, Side side, Side peer, object frame, object time, object seq, object ack, int flags, object payload, object missing)

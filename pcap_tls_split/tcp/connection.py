@@ -38,11 +38,18 @@ KEPT_RECORDS = 4096
 KEPT_ALERTS = 64
 
 RUN = 2     # segment_in_order: done, and its side may go on as a run
+# Side.segments: frame, time, end of each data segment, flat in one list (a tuple of
+# the three would take 64 bytes more a segment, and its allocation). It grows to twice
+# RECENT_SEGMENTS and then drops the older half at once; only the last RECENT_SEGMENTS
+# count.
+SEGMENT = 3
+KEPT_SEGMENTS = SEGMENT * RECENT_SEGMENTS
 
 
 class SegmentEnd(NamedTuple):
     """A data segment of a side, as the close's position is told from (``Side.segments``
-    keeps them as plain tuples of these fields, made once per segment)."""
+    keeps these fields flat, three items a segment; ``Side.recent_segments`` gives
+    them as ``SegmentEnd``s)."""
 
     frame: int
     """Its frame number."""
@@ -105,12 +112,12 @@ class Side:
         self.close = None             # Close of its first FIN or RST
         self.fin = None               # Mark of its first FIN
         self.rst = None               # Mark of its first RST
-        self.segments = ()            # (frame, time, end) of its last data segments, at most RECENT_SEGMENTS
+        self.segments = ()            # frame, time, end of its last data segments (SEGMENT above)
         self.close_peer_segment = None  # the peer's last SegmentEnd the closer had received
-        self.last_ack = None          # the last acknowledgment number it sent
+        self.last_ack = -1            # the last acknowledgment number it sent (-1: none yet)
         self.syn = False              # sent a SYN (without ACK)
         self.synack = False           # sent a SYN-ACK
-        self.first_seq = None         # Wireshark's base sequence of this direction
+        self.first_seq = -1           # Wireshark's base sequence of this direction (-1: not yet known)
 
     @property
     def endpoint(self):
@@ -121,9 +128,11 @@ class Side:
         segments = self.segments
         if not segments:
             segments = self.segments = []
-        segments.append((frame, time, end))
-        if len(segments) > RECENT_SEGMENTS:
-            del segments[0]
+        segments.append(frame)
+        segments.append(time)
+        segments.append(end)
+        if len(segments) > 2 * KEPT_SEGMENTS:
+            del segments[:-KEPT_SEGMENTS]
 
     def note_segments(self, frames, times, ends):
         """Several of its data segments, in order (a run)."""
@@ -131,9 +140,19 @@ class Side:
         segments = self.segments
         if not segments:
             segments = self.segments = []
-        segments.extend(zip(frames[keep:], times[keep:], ends[keep:]))
-        if len(segments) > RECENT_SEGMENTS:
-            del segments[:-RECENT_SEGMENTS]
+        for i in range(keep, len(frames)):
+            segments.append(frames[i])
+            segments.append(times[i])
+            segments.append(ends[i])
+        if len(segments) > 2 * KEPT_SEGMENTS:
+            del segments[:-KEPT_SEGMENTS]
+
+    def recent_segments(self):
+        """Its last data segments, at most ``RECENT_SEGMENTS``, oldest first: a list of
+        ``SegmentEnd``."""
+        segments = self.segments
+        return [SegmentEnd(segments[i], segments[i + 1], segments[i + 2])
+                for i in range(max(0, len(segments) - KEPT_SEGMENTS), len(segments), SEGMENT)]
 
     @property
     def partial(self):
@@ -148,8 +167,8 @@ class Side:
             "gaps", "gap_bytes", "keepalives", "snap_cut", "before_start", "held_bytes",
             "peer_acked", "fin", "rst", "midstream")}
         facts.update(total=self.total, straddling=self.straddling, header_split=self.header_split,
-                     coalesced=self.coalesced, last_ack=self.last_ack, fin_mark=self.fin,
-                     rst_mark=self.rst, segments_kept=list(self.segments),
+                     coalesced=self.coalesced, last_ack=self.last_ack if self.last_ack >= 0 else None, fin_mark=self.fin,
+                     rst_mark=self.rst, segments_kept=self.recent_segments(),
                      records_kept=list(self.records), type23_head=list(self.type23_head),
                      type23_tail=list(self.type23_tail), finished=self.finished,
                      alerts=list(self.alerts))
@@ -159,12 +178,12 @@ class Side:
 
 
 def _last_received(segments, reach):
-    """The ``SegmentEnd`` of the last of these segments wholly received at ``reach``
-    (the close's ACK): captured at the peer or on the path, later segments may be
-    in flight."""
-    for segment in reversed(segments):
-        if segment[2] <= reach:
-            return SegmentEnd._make(segment)
+    """The ``SegmentEnd`` of the last of these segments (``Side.segments``) wholly
+    received at ``reach`` (the close's ACK): captured at the peer or on the path, later
+    segments may be in flight."""
+    for i in range(len(segments) - SEGMENT, max(0, len(segments) - KEPT_SEGMENTS) - 1, -SEGMENT):
+        if segments[i + 2] <= reach:
+            return SegmentEnd(segments[i], segments[i + 1], segments[i + 2])
     return None
 
 
@@ -490,7 +509,7 @@ class Numbered(Connection):
             self._marked(side, peer, frame, time, flags)   # (ended as a Connection would be)
 
     def segment_in_order(self, side, peer, buf, start, size, seq, ack, flags, frame, time):
-        if side.first_seq is None:
+        if side.first_seq < 0:
             return False              # the table notes its first sequence number first
         self.last = time
         if size:

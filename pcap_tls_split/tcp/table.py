@@ -198,7 +198,8 @@ class ConnectionTable:
             if entry is None:
                 self._open((src, sport, dst, dport), frame, time, 0, seq, quoted=True)
             return
-        if entry is None or flags & SYN or entry.side.first_seq is None:
+        side = entry.side if entry is not None else None
+        if side is None or flags & SYN or side.first_seq < 0:
             entry = self._place((src, sport, dst, dport), frame, time, flags, seq, entry)
             if entry is None:
                 return
@@ -234,13 +235,13 @@ class ConnectionTable:
                 return None
         elif entry.connection.quoted:
             entry.connection.first_packet(time, flags)
-        elif flags & (SYN | ACK) == SYN and entry.side.first_seq is not None \
+        elif flags & (SYN | ACK) == SYN and entry.side.first_seq >= 0 \
                 and seq != entry.side.first_seq:
             # a new connection on the same 4-tuple
             self._end(entry.connection, "port reuse")
             entry = self._open(key, frame, time, flags, seq)
         side = entry.side
-        if side.first_seq is None:
+        if side.first_seq < 0:
             side.first_seq = seq if flags & SYN else (seq - 1) & 0xFFFFFFFF
         if flags & SYN:
             if flags & ACK:
