@@ -16,5 +16,7 @@ cdef class ConnectionTable:
     cpdef tick(self, double time)
     cpdef entry(self, object wire)
     cdef _find(self, object wire)
+    @cython.locals(conn=Connection, now=double, linger=double, idle_timeout=double)
+    cdef list _due(self)
     @cython.locals(conn=Connection, side=Side, flags=int)
     cpdef place(self, object frame, object time, object segment, object wire=*)

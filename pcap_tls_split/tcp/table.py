@@ -108,6 +108,10 @@ def share_of(src, sport, dst, dport, count):
     return zlib.crc32(one + other if one < other else other + one) % count
 
 
+def _by_stream(item):
+    return item[0].stream
+
+
 def wire_key(src, sport, dst, dport):
     """The addresses and ports of a segment as its IP and TCP headers carry them
     (for IPv4 without options: 12 contiguous bytes of the frame)."""
@@ -395,19 +399,24 @@ class ConnectionTable:
 
     def sweep(self):
         """Finish connections that ended a while ago or went idle."""
-        now = self.now
-        ended = []
-        for conn in self.connections():
-            if conn.ended_at is not None and now - conn.last > self.linger:
-                ended.append((conn, "closed"))
-            elif now - conn.last > self.idle_timeout:
-                ended.append((conn, "idle"))
-        for conn, reason in sorted(ended, key=lambda item: item[0].stream):
+        for conn, reason in sorted(self._due(), key=_by_stream):
             self._end(conn, reason)
         # the half-open index: drop those that are no longer (amortised: each once)
         half = self._half_open
         if len(half) > 64 and len(half) * 2 > len(self._opened):
             self._half_open = OrderedDict((c, None) for c in half if c in self._opened and c.half_open)
+
+    def _due(self):
+        """(connection, reason) of each open connection that is due to end now."""
+        now = self.now
+        linger, idle_timeout = self.linger, self.idle_timeout
+        due = []
+        for conn in self._opened:
+            if conn.ended_at is not None and now - conn.last > linger:
+                due.append((conn, "closed"))
+            elif now - conn.last > idle_timeout:
+                due.append((conn, "idle"))
+        return due
 
     def quiet(self, seconds):
         """A live source has sent nothing for ``seconds`` of wall-clock time (called
