@@ -3,7 +3,7 @@
 from conftest import ended_connections
 from pcap_tls_split.frame import ACK, FIN, PSH, SYN
 from pcap_tls_split.tcp import ConnectionTable, Entry, SegmentEnd
-from pcap_tls_split.tcp.connection import RUN
+from pcap_tls_split.tcp.connection import RECENT_SEGMENTS, RUN, Side, _last_received
 from pcap_tls_split.tcp.table import wire_key
 from playbook import CLIENT_ADDR, CLIENT_PORT, SERVER_ADDR, SERVER_PORT, Wire, app, client_hello
 
@@ -61,6 +61,26 @@ def test_a_close_notes_its_reach_and_the_last_segment_received():
     assert isinstance(conn.client.close_peer_segment, SegmentEnd)
     assert conn.client.close_peer_segment.end == close.reach
     assert conn.client.fin.frame == close.frame
+
+
+def test_a_side_keeps_its_last_data_segments_within_a_bound():
+    side = Side(CLIENT_ADDR, CLIENT_PORT)
+    assert side.recent_segments() == [] and _last_received(side.segments, 10**9) is None
+    n = 5 * RECENT_SEGMENTS + 7
+    for i in range(n):                        # one by one, and then in runs
+        side.note_segment(i + 1, 100.0 + i, 1000 * (i + 1))
+    frames = list(range(n + 1, n + 700))
+    side.note_segments(frames[:3], [100.0 + f - 1 for f in frames[:3]], [1000 * f for f in frames[:3]])
+    side.note_segments(frames[3:], [100.0 + f - 1 for f in frames[3:]], [1000 * f for f in frames[3:]])
+    last = n + 699
+    kept = side.recent_segments()
+    assert kept == [SegmentEnd(f, 100.0 + f - 1, 1000 * f) for f in range(last - RECENT_SEGMENTS + 1, last + 1)]
+    assert all(isinstance(s.frame, int) and isinstance(s.end, int) for s in kept)
+    assert len(side.segments) <= 2 * 3 * RECENT_SEGMENTS     # bounded, however many came
+    # the close's last segment received: among the kept ones only, as a SegmentEnd
+    assert _last_received(side.segments, 1000 * (last - 10) + 999) == kept[-11]
+    assert _last_received(side.segments, 1000 * (last - RECENT_SEGMENTS + 1)) == kept[0]
+    assert _last_received(side.segments, 1000 * (last - RECENT_SEGMENTS + 1) - 1) is None
 
 
 def test_idle_connections_are_finished_and_freed():
