@@ -73,6 +73,9 @@ def test_a_side_keeps_its_last_data_segments_within_a_bound():
     side.note_segments(frames[:3], [100.0 + f - 1 for f in frames[:3]], [1000 * f for f in frames[:3]])
     side.note_segments(frames[3:], [100.0 + f - 1 for f in frames[3:]], [1000 * f for f in frames[3:]])
     last = n + 699
+    while len(side.segments) <= 3 * (RECENT_SEGMENTS + 10):   # older ones stored, not counted
+        last += 1
+        side.note_segment(last, 100.0 + last - 1, 1000 * last)
     kept = side.recent_segments()
     assert kept == [SegmentEnd(f, 100.0 + f - 1, 1000 * f) for f in range(last - RECENT_SEGMENTS + 1, last + 1)]
     assert all(isinstance(s.frame, int) and isinstance(s.end, int) for s in kept)
