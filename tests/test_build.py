@@ -136,3 +136,28 @@ def test_version_says_how_the_package_runs():
     else:
         assert shown.endswith("(pure Python)")
     assert shown.startswith(f"pcap-tls-split {_version.__version__} (")
+
+
+def _elf_sections(path):
+    """The section names of a 64-bit little-endian ELF file (a Linux x86-64 or arm64 module)."""
+    import struct
+    data = Path(path).read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, f"{path}: not a 64-bit LE ELF"
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names_at = headers[shstrndx][4]
+    return {data[names_at + h[0]:data.index(b"\0", names_at + h[0])].decode() for h in headers}
+
+
+def test_the_compiled_modules_carry_no_debug_information():
+    """setup.py builds them with -g0 where the compiler is gcc or clang: debug
+    information was most of their size (23 of 25 MB)."""
+    if not _version.compiled():
+        pytest.skip("the pure-Python build is running (make test-compiled runs this)")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads ELF modules")
+    modules = [importlib.util.find_spec(name).origin for name in _version.ACCELERATED]
+    assert all(m.endswith(".so") for m in modules)
+    with_debug = [m for m in modules if any(s.startswith(".debug_info") for s in _elf_sections(m))]
+    assert not with_debug
