@@ -77,7 +77,8 @@ def test_a_side_keeps_its_last_data_segments_within_a_bound():
         last += 1
         side.note_segment(last, 100.0 + last - 1, 1000 * last)
     kept = side.recent_segments()
-    assert kept == [SegmentEnd(f, 100.0 + f - 1, 1000 * f) for f in range(last - RECENT_SEGMENTS + 1, last + 1)]
+    assert kept == [SegmentEnd(f, 100.0 + f - 1, 1000 * f)
+                    for f in range(last - RECENT_SEGMENTS + 1, last + 1)]
     assert all(isinstance(s.frame, int) and isinstance(s.end, int) for s in kept)
     assert len(side.segments) <= 2 * 3 * RECENT_SEGMENTS     # bounded, however many came
     # the close's last segment received: among the kept ones only, as a SegmentEnd

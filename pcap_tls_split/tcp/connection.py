@@ -167,8 +167,8 @@ class Side:
             "gaps", "gap_bytes", "keepalives", "snap_cut", "before_start", "held_bytes",
             "peer_acked", "fin", "rst", "midstream")}
         facts.update(total=self.total, straddling=self.straddling, header_split=self.header_split,
-                     coalesced=self.coalesced, last_ack=self.last_ack if self.last_ack >= 0 else None, fin_mark=self.fin,
-                     rst_mark=self.rst, segments_kept=self.recent_segments(),
+                     coalesced=self.coalesced, last_ack=None if self.last_ack < 0 else self.last_ack,
+                     fin_mark=self.fin, rst_mark=self.rst, segments_kept=self.recent_segments(),
                      records_kept=list(self.records), type23_head=list(self.type23_head),
                      type23_tail=list(self.type23_tail), finished=self.finished,
                      alerts=list(self.alerts))
