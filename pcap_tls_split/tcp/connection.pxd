@@ -30,12 +30,12 @@ cdef class Connection:
     cdef public double start, last
     cdef public Side a, b
     cdef public bint closing, midstream, continued, quoted
-    cpdef packet(self, Side side, Side peer, object frame, object time, object seq, object ack, int flags, object payload, object missing)
+    cpdef packet(self, Side side, Side peer, object frame, object time, object seq, Py_ssize_t ack, int flags, object payload, object missing)
     @cython.locals(stream=SideStream, tracker=RecordTracker, offset=object)
-    cpdef segment_in_order(self, Side side, Side peer, object buf, Py_ssize_t start, Py_ssize_t size, object seq, object ack, int flags, object frame, object time)
+    cpdef segment_in_order(self, Side side, Side peer, object buf, Py_ssize_t start, Py_ssize_t size, object seq, Py_ssize_t ack, int flags, object frame, object time)
     cpdef end_run(self, Side side, list frames, list ends, list times, Py_ssize_t left)
-    cdef _acked(self, Side side, Side peer, object ack)
-    cdef _closed(self, Side side, Side peer, object frame, object time, int flags, object ack)
+    cdef _acked(self, Side side, Side peer, Py_ssize_t ack)
+    cdef _closed(self, Side side, Side peer, object frame, object time, int flags, Py_ssize_t ack)
     cdef _marked(self, Side side, Side peer, object frame, object time, int flags)
     @cython.locals(tracker=RecordTracker)
     cdef _data(self, Side side, Py_ssize_t offset, object payload, object frame, object time)
