@@ -74,7 +74,7 @@ class OptionalBuildExt(build_ext):
 
     def build_extension(self, ext):
         if self.compiler.compiler_type == "unix" and "-g0" not in ext.extra_compile_args:
-            # no debug information: it is most of a module's size (23 of 26 MB in all)
+            # no debug information: it is most of a module's size (21 of 25 MB in all)
             ext.extra_compile_args = [*ext.extra_compile_args, "-g0"]
         try:
             super().build_extension(ext)

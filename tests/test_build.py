@@ -152,7 +152,7 @@ def _elf_sections(path):
 
 def test_the_compiled_modules_carry_no_debug_information():
     """setup.py builds them with -g0 where the compiler is gcc or clang: debug
-    information was most of their size (23 of 25 MB)."""
+    information was most of their size (21 of 25 MB)."""
     if not _version.compiled():
         pytest.skip("the pure-Python build is running (make test-compiled runs this)")
     if not sys.platform.startswith("linux"):

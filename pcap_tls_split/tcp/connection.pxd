@@ -1,6 +1,7 @@
 # Types for compiling connection.py with Cython (setup.py): declarations only, the
 # logic is all in connection.py. Every attribute its classes set is declared here;
-# one that can hold None or a big number stays an object.
+# one that can hold None or a big number stays an object. Sequence and acknowledgment
+# numbers (32 bits, unsigned) are long long on every platform: -1 until one is known.
 cimport cython
 
 from pcap_tls_split.tcp.reassembly cimport SideStream
@@ -17,7 +18,8 @@ cdef class Side:
     cdef public object close, fin, rst, segments, close_peer_segment
     cdef public SideStream stream
     cdef public RecordTracker tracker
-    cdef public Py_ssize_t port, total, straddling, header_split, coalesced, last_ack, first_seq
+    cdef public Py_ssize_t port, total, straddling, header_split, coalesced
+    cdef public long long last_ack, first_seq
     cdef public bint syn, synack
     cpdef note_segment(self, object frame, object time, object end)
     @cython.locals(i=Py_ssize_t)
@@ -30,12 +32,12 @@ cdef class Connection:
     cdef public double start, last
     cdef public Side a, b
     cdef public bint closing, midstream, continued, quoted
-    cpdef packet(self, Side side, Side peer, object frame, object time, object seq, Py_ssize_t ack, int flags, object payload, object missing)
+    cpdef packet(self, Side side, Side peer, object frame, object time, object seq, long long ack, int flags, object payload, object missing)
     @cython.locals(stream=SideStream, tracker=RecordTracker, offset=object)
-    cpdef segment_in_order(self, Side side, Side peer, object buf, Py_ssize_t start, Py_ssize_t size, object seq, Py_ssize_t ack, int flags, object frame, object time)
+    cpdef segment_in_order(self, Side side, Side peer, object buf, Py_ssize_t start, Py_ssize_t size, object seq, long long ack, int flags, object frame, object time)
     cpdef end_run(self, Side side, list frames, list ends, list times, Py_ssize_t left)
-    cdef _acked(self, Side side, Side peer, Py_ssize_t ack)
-    cdef _closed(self, Side side, Side peer, object frame, object time, int flags, Py_ssize_t ack)
+    cdef _acked(self, Side side, Side peer, long long ack)
+    cdef _closed(self, Side side, Side peer, object frame, object time, int flags, long long ack)
     cdef _marked(self, Side side, Side peer, object frame, object time, int flags)
     @cython.locals(tracker=RecordTracker)
     cdef _data(self, Side side, Py_ssize_t offset, object payload, object frame, object time)

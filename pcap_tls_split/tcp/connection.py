@@ -152,7 +152,7 @@ class Side:
         ``SegmentEnd``."""
         segments = self.segments
         return [SegmentEnd(segments[i], segments[i + 1], segments[i + 2])
-                for i in range(max(0, len(segments) - KEPT_SEGMENTS), len(segments), SEGMENT)]
+                for i in range(_first_kept(segments), len(segments), SEGMENT)]
 
     @property
     def partial(self):
@@ -177,11 +177,16 @@ class Side:
         return facts
 
 
+def _first_kept(segments):
+    """Where in ``Side.segments`` the last ``RECENT_SEGMENTS`` begin."""
+    return max(0, len(segments) - KEPT_SEGMENTS)
+
+
 def _last_received(segments, reach):
     """The ``SegmentEnd`` of the last of these segments (``Side.segments``) wholly
     received at ``reach`` (the close's ACK): captured at the peer or on the path, later
     segments may be in flight."""
-    for i in range(len(segments) - SEGMENT, max(0, len(segments) - KEPT_SEGMENTS) - 1, -SEGMENT):
+    for i in range(len(segments) - SEGMENT, _first_kept(segments) - 1, -SEGMENT):
         if segments[i + 2] <= reach:
             return SegmentEnd(segments[i], segments[i + 1], segments[i + 2])
     return None

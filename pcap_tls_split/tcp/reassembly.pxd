@@ -14,4 +14,4 @@ cdef class SideStream:
     cpdef take(self, object seq, Py_ssize_t size)
     cpdef end_run(self, Py_ssize_t end, Py_ssize_t count)
     @cython.locals(delta=Py_ssize_t, offset=Py_ssize_t)
-    cpdef acked(self, Py_ssize_t ack)
+    cpdef acked(self, long long ack)
