@@ -6,6 +6,8 @@ runs from the peer's last segment before the close to the close.
 """
 
 from ..tls import appdata, wire
+from ..tls.wire import (ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, CLIENT_HELLO, CONTENT_TYPES, HANDSHAKE,
+                        SSLV2, TLS13_ALERT_LENGTHS, TLS13_FINISHED_LENGTHS)
 
 # A close this long after the peer's last segment (and longer than a few
 # round trips) is an idle or timeout close, not a reaction to that data.
@@ -24,7 +26,7 @@ _UNSET = object()       # (Facts.inside not yet looked for)
 
 def type_name(content_type):
     """A record content type by its name (``application_data``...)."""
-    return wire.CONTENT_TYPES.get(content_type, str(content_type))
+    return CONTENT_TYPES.get(content_type, str(content_type))
 
 
 def first_closer(conn):
@@ -75,7 +77,7 @@ def _finished_then_data(side):
     if side.finished is not None:
         return side.finished if any(r.first_frame > side.finished for r in head) else None
     for i, record in enumerate(head[:appdata_head_half]):
-        if record.length in wire.TLS13_FINISHED_LENGTHS and len(head) > i + 1:
+        if record.length in TLS13_FINISHED_LENGTHS and len(head) > i + 1:
             return record.last_frame
     return None
 
@@ -172,10 +174,10 @@ class Facts:
         SSLv2-format hello, and in TLS 1.3 its encrypted handshake flight (type 23,
         neither application data nor post-handshake)."""
         kind = record.type
-        if kind in (wire.HANDSHAKE, wire.CHANGE_CIPHER_SPEC, wire.SSLV2):
+        if kind in (HANDSHAKE, CHANGE_CIPHER_SPEC, SSLV2):
             return True
         from_client = side is self.client
-        return (self.tls13 and kind == wire.APPLICATION_DATA and not self.is_alert(side, record)
+        return (self.tls13 and kind == APPLICATION_DATA and not self.is_alert(side, record)
                 and not self.app.is_application_data(from_client, record)
                 and not self.app.is_post_handshake(from_client, record))
 
@@ -189,7 +191,7 @@ class Facts:
         if closer is self.client:
             if conn.syn_time is not None and conn.synack_time is not None and closer.syn:
                 return conn.synack_time - conn.syn_time
-            hello = next((r for r in self.records(closer) if wire.CLIENT_HELLO in r.messages), None)
+            hello = next((r for r in self.records(closer) if CLIENT_HELLO in r.messages), None)
             if hello is None or conn.midstream:
                 return None
             answer = next((r for r in self.records(peer) if r.first_time >= hello.last_time), None)
@@ -237,11 +239,11 @@ class Facts:
     def is_alert(self, side, record):
         """An alert record; in TLS 1.3 (or where the version was not captured) an
         encrypted one of alert size counts too."""
-        if record.type == wire.ALERT:
+        if record.type == ALERT:
             return True
         # 19 bytes cannot be a Finished or any other handshake message of TLS 1.3
-        return (self.maybe_tls13 and record.type == wire.APPLICATION_DATA and record.complete
-                and record.length in wire.TLS13_ALERT_LENGTHS)
+        return (self.maybe_tls13 and record.type == APPLICATION_DATA and record.complete
+                and record.length in TLS13_ALERT_LENGTHS)
 
     def alert_before(self, side, frame):
         """The alert record the side sent last before ``frame``, if any."""
@@ -251,7 +253,7 @@ class Facts:
         if self.tls13:
             last = before[-1]
             return last if self.is_alert(side, last) else None
-        alerts = [r for r in before if r.type == wire.ALERT]
+        alerts = [r for r in before if r.type == ALERT]
         if alerts:
             return alerts[-1]
         last = before[-1]             # the version unknown: TLS 1.3's alert-size rule may apply

@@ -28,7 +28,9 @@ such segments, which a packet loop then fuses and ends with ``end_run``.
 from typing import NamedTuple
 
 from ..frame import ACK, FIN, RST, SYN, format_endpoint
-from ..tls import appdata, wire
+from ..tls import appdata
+from ..tls.appdata import HEAD as TYPE23_HEAD, TAIL as TYPE23_TAIL
+from ..tls.wire import APPLICATION_DATA, HANDSHAKE
 from ..tls.records import RecordTracker
 from .reassembly import Data, SideStream
 
@@ -452,8 +454,8 @@ class Connection:
         elif len(records) < KEPT_RECORDS:
             records.append(record)
         content_type = record.type
-        if content_type == wire.APPLICATION_DATA:
-            if len(side.type23_head) < appdata.HEAD:
+        if content_type == APPLICATION_DATA:
+            if len(side.type23_head) < TYPE23_HEAD:
                 if not side.type23_head:
                     side.type23_head = []
                 side.type23_head.append(record)
@@ -461,9 +463,9 @@ class Connection:
             if not tail:
                 tail = side.type23_tail = []
             tail.append(record)
-            if len(tail) > appdata.TAIL:
+            if len(tail) > TYPE23_TAIL:
                 del tail[0]
-        elif content_type == wire.HANDSHAKE and side.finished is None and side.tracker.ccs_seen \
+        elif content_type == HANDSHAKE and side.finished is None and side.tracker.ccs_seen \
                 and not record.messages:
             side.finished = record.last_frame
         elif record.alert is not None and len(side.alerts) < KEPT_ALERTS:

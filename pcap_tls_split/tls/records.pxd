@@ -3,6 +3,8 @@
 # one that can hold None or a big number stays an object.
 cimport cython
 
+from pcap_tls_split.tls.wire cimport HandshakeReader
+
 cdef class RecordTracker:
     cdef public object alpn, alpn_offered, cipher, client_random, sni, server_version
     cdef public object sslv2_hello, tls_start, partial
@@ -19,8 +21,13 @@ cdef class RecordTracker:
     cpdef skip_body(self, Py_ssize_t offset, Py_ssize_t size, object frame, object time)
     cpdef data(self, Py_ssize_t offset, object payload, object frame, object time)
     cdef _feed(self, Py_ssize_t offset, object payload, object frame, object time, list out)
+    @cython.locals(log=list)
+    cdef _seek(self, Py_ssize_t offset, object payload, object frame, object time, list out)
     cdef _touch(self, object frame, object time, Py_ssize_t end, list out)
     cdef _begin_body(self)
+    cdef _read_body(self, object chunk)
+    @cython.locals(reader=HandshakeReader, messages=list)
+    cdef _read_handshake(self, object chunk)
     cdef _complete(self)
     cdef bint _release(self, object next_first_frame, list out)
     cpdef _flush(self, list out)

@@ -55,7 +55,9 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from . import wire
-from .wire import APPLICATION_DATA, CHANGE_CIPHER_SPEC, HEARTBEAT, MAX_RECORD_LENGTH
+from .wire import (ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, CLIENT_HELLO, CLIENT_HELLO_BODY,
+                   HANDSHAKE, HEADER_LENGTH, HEARTBEAT, MAX_RECORD_LENGTH, SERVER_HELLO,
+                   HandshakeReader, parse_header)
 
 SEEK, SYNC, RESYNC, OFF = "seek", "sync", "resync", "off"
 SSLV2_ONE, SSLV2_ALL = 1, 2     # SSLv2-format records: the first one only, or all
@@ -104,7 +106,7 @@ class Record(NamedTuple):
     """False for a record the stream ended inside of (its header announced more bytes)."""
     received: int = 0
     """Bytes of it (header included) the stream carried, for an incomplete record."""
-    header_length: int = wire.HEADER_LENGTH
+    header_length: int = HEADER_LENGTH
     """Bytes of its header: 5 (2 or 3 for an SSLv2-format record)."""
 
     @property
@@ -308,10 +310,12 @@ class RecordTracker:
             self.pos = offset + len(payload)
 
     def _seek(self, offset, payload, frame, time, out):
-        self._log.append((offset, payload, frame, time))
+        log = self._log
+        log.append((offset, payload, frame, time))
         self.pos = offset + len(payload)
-        window_start = self._log[0][0]
-        window = b"".join(bytes(chunk[1]) for chunk in self._log)
+        window_start = log[0][0]
+        # (mostly the side's first payload alone)
+        window = bytes(payload) if len(log) == 1 else b"".join([bytes(chunk[1]) for chunk in log])
         if window_start == 0 and window and window[0] & 0x80:
             # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1),
             # or the SERVER-HELLO of a pure SSL 2.0 connection
@@ -373,7 +377,7 @@ class RecordTracker:
                     found.append((start, None, None))
                 continue
             length = window[at + 3] << 8 | window[at + 4]
-            if length > wire.MAX_RECORD_LENGTH:
+            if length > MAX_RECORD_LENGTH:
                 continue
             plausible.add(start)
             if length and not (start < offset and start in candidates):
@@ -394,7 +398,7 @@ class RecordTracker:
                     followed = following in plausible
                 else:                 # (after a chunk of fewer than 4 bytes)
                     try:
-                        followed = bool(wire.parse_header(self._window(following, following + 5)))
+                        followed = bool(parse_header(self._window(following, following + 5)))
                     except wire.MalformedTLS:
                         followed = False
                 if followed and (confirmed is None or start < confirmed):
@@ -411,7 +415,7 @@ class RecordTracker:
 
     def _add_candidate(self, start, header):
         try:
-            parsed = wire.parse_header(header)
+            parsed = parse_header(header)
         except wire.MalformedTLS:
             return
         if parsed and parsed[2] > 0:
@@ -505,7 +509,7 @@ class RecordTracker:
         # side waiting for its peer keeps no lists): lists from the first byte on.
         self._start = self.pos
         self._hdr = b""
-        self._hlen = wire.HEADER_LENGTH   # the header's length (an SSLv2 one: 2 or 3)
+        self._hlen = HEADER_LENGTH   # the header's length (an SSLv2 one: 2 or 3)
         self._hdr_frames = 0
         self._type = self._version = self._length = None
         self._body_left = 0
@@ -568,7 +572,7 @@ class RecordTracker:
                             continue
                     self._start = base + pos
                     hlen = self._hlen = wire.sslv2_header_length(payload[pos]) \
-                        if self._sslv2 else wire.HEADER_LENGTH
+                        if self._sslv2 else HEADER_LENGTH
                     if n - pos >= hlen:
                         # the whole header in this segment (the common case)
                         self._hdr = bytes(payload[pos:pos + hlen])
@@ -589,7 +593,7 @@ class RecordTracker:
                     continue
                 try:
                     self._type, self._version, self._length = wire.parse_sslv2_header(self._hdr) \
-                        if self._sslv2 else wire.parse_header(self._hdr)
+                        if self._sslv2 else parse_header(self._hdr)
                 except wire.MalformedTLS:
                     # framing lost: look for it again from the next byte on
                     self.desyncs += 1
@@ -627,7 +631,7 @@ class RecordTracker:
 
     def _begin_body(self):
         content_type = self._type
-        if content_type == wire.HANDSHAKE:
+        if content_type == HANDSHAKE:
             if self.ccs_seen:
                 # after its change_cipher_spec a side's handshake records are
                 # encrypted, but for a second ClientHello (TLS 1.3 after a
@@ -635,9 +639,9 @@ class RecordTracker:
                 self._hs_probe = b"" if self._length >= 4 else None
             else:
                 self._parse_handshake = True
-        elif content_type == wire.ALERT and self._length == 2:
+        elif content_type == ALERT and self._length == 2:
             self._alert_bytes = b""
-        elif content_type == wire.CHANGE_CIPHER_SPEC:
+        elif content_type == CHANGE_CIPHER_SPEC:
             self.ccs_seen = True
         self._reading = self._hs_probe is not None or self._parse_handshake or self._alert_bytes is not None
 
@@ -649,7 +653,7 @@ class RecordTracker:
             if len(self._hs_probe) < 4:
                 return
             head, self._hs_probe = self._hs_probe, None
-            if head[0] == wire.CLIENT_HELLO and int.from_bytes(head[1:4], "big") + 4 == self._length:
+            if head[0] == CLIENT_HELLO and int.from_bytes(head[1:4], "big") + 4 == self._length:
                 self._parse_handshake = True
                 self._read_handshake(head)
         if self._parse_handshake:
@@ -660,12 +664,12 @@ class RecordTracker:
     def _read_handshake(self, chunk):
         reader = self._handshake
         if reader is None:
-            reader = self._handshake = wire.HandshakeReader()
+            reader = self._handshake = HandshakeReader()
         messages = reader.feed(chunk)
         if reader.between_messages():
             self._handshake = None    # (a new one is the same: an open connection keeps none)
         for msg_type, body in messages:
-            if msg_type == wire.CLIENT_HELLO_BODY:
+            if msg_type == CLIENT_HELLO_BODY:
                 if self.client_random is None:
                     try:
                         self.client_random, self.sni, self.alpn_offered = wire.client_hello(body)
@@ -673,9 +677,9 @@ class RecordTracker:
                         pass
                 continue
             self._messages += (msg_type,)   # (a few per record)
-            if msg_type == wire.CLIENT_HELLO:
+            if msg_type == CLIENT_HELLO:
                 self.client_hello = True
-            elif msg_type == wire.SERVER_HELLO and body is not None:
+            elif msg_type == SERVER_HELLO and body is not None:
                 try:
                     hello = wire.server_hello(body)
                 except wire.MalformedTLS:

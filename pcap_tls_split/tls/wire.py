@@ -117,7 +117,8 @@ def parse_header(header):
     """
     if len(header) < HEADER_LENGTH:
         return None
-    content_type, major, minor, length = struct.unpack_from("!BBBH", header)
+    content_type, major, minor = header[0], header[1], header[2]
+    length = (header[3] << 8) | header[4]
     if not (CHANGE_CIPHER_SPEC <= content_type <= HEARTBEAT):
         raise MalformedTLS(f"content type {content_type}")
     if major != 3 or minor > 4:
