@@ -276,32 +276,28 @@ def to_plain(value):
 
 _dumps = json.JSONEncoder(check_circular=False).encode   # (what json.dumps writes)
 _enc = json.encoder.encode_basestring_ascii
-# type -> a dataclass's _json_fields (made once: dataclasses.fields is slow), None for the others
+# type -> its to_json: a dataclass's made once from its fields, None for the others
 _JSON = {}
 
 
-def _json_fields(kind):
-    """What ``to_json`` writes one dataclass by: its field names, and the text that
-    goes before each field's value (``{"name": `` for the first, ``, "name": `` for
-    the others)."""
-    names = tuple(f.name for f in dataclasses.fields(kind))
-    heads = tuple(("{" if k == 0 else ", ") + json.dumps(name) + ": " for k, name in enumerate(names))
-    return names, heads
-
-
-def _fields_text(value, names, heads):
-    """The JSON text of a dataclass's fields, one by one: a str and an int (the most
-    common) here, the others by ``_value_text``."""
-    if not names:
-        return "{}"
+def _json_writer(kind):
+    """``to_json`` of one dataclass, as code: the object's text put together field by
+    field, each value's text as ``json.dumps`` writes it (``_value_text``)."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    lines = ["def write(value, enc=enc, int_text=int_text, text=text):"]
     parts = []
-    for k in range(len(names)):
-        x = getattr(value, names[k])
-        c = x.__class__
-        parts.append(heads[k])
-        parts.append(_enc(x) if c is str else int.__repr__(x) if c is int else _value_text(x))
-    parts.append("}")
-    return "".join(parts)
+    for k, name in enumerate(names):
+        name_text = json.dumps(name).replace("%", "%%")   # (an identifier: "name")
+        # str and int, the most common, here; the others by _value_text
+        lines += [f"    x = value.{name}",
+                  "    c = x.__class__",
+                  f"    t{k} = enc(x) if c is str else int_text(x) if c is int else text(x)"]
+        parts.append(f"{name_text}: %s")
+    template = "{" + ", ".join(parts) + "}"
+    lines.append(f"    return {template!r} % ({''.join(f't{k}, ' for k in range(len(names)))})")
+    space = {"enc": _enc, "int_text": int.__repr__, "text": _value_text}
+    exec("\n".join(lines) + "\n", space)
+    return space["write"]
 
 
 # Floats written by one decimal conversion where that gives the same text: a
@@ -376,12 +372,12 @@ def to_json(value):
     between: a dataclass's text put together by a writer made for its class; dicts
     with str keys, lists and tuples item by item)."""
     kind = value.__class__
-    fields = _JSON.get(kind, _UNSEEN)
-    if fields is _UNSEEN:
-        fields = _JSON[kind] = _json_fields(kind) \
+    write = _JSON.get(kind, _UNSEEN)
+    if write is _UNSEEN:
+        write = _JSON[kind] = _json_writer(kind) \
             if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
-    if fields is not None:
-        return _fields_text(value, fields[0], fields[1])
+    if write is not None:
+        return write(value)
     if kind is dict:
         text = _dict_text(value)
         if text is not None:
