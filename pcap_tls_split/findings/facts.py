@@ -111,7 +111,7 @@ class Facts:
             self.closed_during_handshake = self.closer
 
     def role(self, side):
-        return self.conn.role(side)
+        return "client" if side is self.client else "server"
 
     def records(self, side, complete_only=False):
         """``records_of(side, complete_only)``, made once (the rules read it many
@@ -133,7 +133,8 @@ class Facts:
         return self._inside
 
     def peer_of(self, side):
-        return self.conn.peer(side)
+        conn = self.conn
+        return conn.b if side is conn.a else conn.a
 
     def from_client(self, side):
         return side is self.client

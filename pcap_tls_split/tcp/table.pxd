@@ -6,6 +6,10 @@ cimport cython
 from pcap_tls_split.tcp.connection cimport Connection, Side
 
 
+cpdef bytes wire_key(object src, object sport, object dst, object dport)
+@cython.locals(a=Side, b=Side)
+cpdef tuple _wire_keys(Connection conn)
+
 cdef class ConnectionTable:
     cdef public object on_connection, on_record, idle_timeout, linger, by_wire, _socks_wire
     cdef public object tombstones, share, evictions, _opened, _half_open, _ahead
