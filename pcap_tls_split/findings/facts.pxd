@@ -16,7 +16,6 @@ cdef class Facts:
     cdef public bint tls13, maybe_tls13, handshake_known
 
     cpdef str role(self, Side side)
-    @cython.locals(conn=Connection)
     cpdef Side peer_of(self, Side side)
     @cython.locals(key=tuple)
     cpdef tuple records(self, Side side, bint complete_only=*)

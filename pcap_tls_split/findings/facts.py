@@ -111,7 +111,7 @@ class Facts:
             self.closed_during_handshake = self.closer
 
     def role(self, side):
-        return "client" if side is self.client else "server"
+        return self.conn.role(side)
 
     def records(self, side, complete_only=False):
         """``records_of(side, complete_only)``, made once (the rules read it many
@@ -133,8 +133,7 @@ class Facts:
         return self._inside
 
     def peer_of(self, side):
-        conn = self.conn
-        return conn.b if side is conn.a else conn.a
+        return self.conn.peer(side)
 
     def from_client(self, side):
         return side is self.client

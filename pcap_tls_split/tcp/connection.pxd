@@ -44,6 +44,8 @@ cdef class Connection:
     @cython.locals(tracker=RecordTracker)
     cpdef consume(self, Side side, object events)
     cdef _record(self, Side side, object record)
+    cpdef str role(self, Side side)
+    cpdef Side peer(self, Side side)
     cpdef finish(self)
 
 cdef class Numbered(Connection):

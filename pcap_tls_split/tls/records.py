@@ -314,8 +314,7 @@ class RecordTracker:
         log.append((offset, payload, frame, time))
         self.pos = offset + len(payload)
         window_start = log[0][0]
-        # (mostly the side's first payload alone)
-        window = bytes(payload) if len(log) == 1 else b"".join([bytes(chunk[1]) for chunk in log])
+        window = b"".join([bytes(chunk[1]) for chunk in log])
         if window_start == 0 and window and window[0] & 0x80:
             # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1),
             # or the SERVER-HELLO of a pure SSL 2.0 connection
