@@ -3,6 +3,6 @@
 cimport cython
 
 
-@cython.locals(end=Py_ssize_t, nxt=Py_ssize_t, incl=Py_ssize_t, sec=Py_ssize_t, frac=Py_ssize_t)
+@cython.locals(end=Py_ssize_t, header=Py_ssize_t, nxt=Py_ssize_t, incl=Py_ssize_t, sec=Py_ssize_t, frac=Py_ssize_t)
 cpdef tuple records(object buf, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t limit, double div, object lt,
                     object unpack, list packets)

@@ -19,15 +19,16 @@ def records(buf, pos, n, limit, div, lt, unpack, packets):
     all there; more than ``limit``, a corrupt header; else its data is not; and
     the exception that stopped them there, if one did)."""
     end = len(buf)
+    header = HEADER                  # (a C integer where compiled: so is every sum below)
     add = packets.append
     try:
-        while pos + HEADER <= end:
+        while pos + header <= end:
             sec, frac, incl, orig = unpack(buf, pos)
-            nxt = pos + HEADER + incl
+            nxt = pos + header + incl
             if nxt > end or incl > limit:
                 return pos, n, incl, None
             n += 1
-            add((pos + HEADER, incl, orig, sec + frac / div, n, lt))
+            add((pos + header, incl, orig, sec + frac / div, n, lt))
             pos = nxt
     except Exception as exc:         # (told where it happened, not at the read's start)
         return pos, n, -1, exc

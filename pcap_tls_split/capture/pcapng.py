@@ -121,15 +121,18 @@ def blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb, packets):
     end = len(buf)
     nif = len(ifaces)
     add = packets.append
+    # (C integers where compiled: so is every sum and comparison of the hot path)
+    header, shb, epb_type, pb_type, max_block = BLOCK_HEADER, BT_SHB, BT_EPB, BT_PB, MAX_BLOCK
+    epb_data_at = EPB_DATA_AT
     try:
-        while pos + BLOCK_HEADER <= end:
+        while pos + header <= end:
             btype, blen = tl(buf, pos)
             nxt = pos + blen
-            if (btype == BT_SHB or nxt > end or blen < BLOCK_HEADER or blen & 3
-                    or blen > MAX_BLOCK or u32(buf, nxt - 4)[0] != blen):
+            if (btype == shb or nxt > end or blen < header or blen & 3
+                    or blen > max_block or u32(buf, nxt - 4)[0] != blen):
                 break
-            if btype == BT_EPB or btype == BT_PB:
-                if btype == BT_EPB:
+            if btype == epb_type or btype == pb_type:
+                if btype == epb_type:
                     ifid, hi, lo, incl, orig = epb(buf, pos + 8)
                 else:        # the obsolete Packet Block: the same, with drops
                     ifid, _drops, hi, lo, incl, orig = pb(buf, pos + 8)
@@ -138,7 +141,7 @@ def blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb, packets):
                 blt, bdiv, boff, _ = ifaces[ifid]
                 n += 1
                 ts = ((hi << 32) | lo) / bdiv
-                add((pos + EPB_DATA_AT, incl, orig, ts + boff if boff else ts, n, blt))
+                add((pos + epb_data_at, incl, orig, ts + boff if boff else ts, n, blt))
             elif btype == BT_SPB:
                 if not nif or blen < 16:
                     break

@@ -4,6 +4,10 @@
 # numbers (32 bits, unsigned) are long long on every platform: -1 until one is known.
 cimport cython
 
+# Constants imported from other modules, as C integers here (arithmetic and
+# comparisons with them are C ones; they are then no attributes of this module).
+cdef int ACK, FIN, RST, SYN, APPLICATION_DATA, HANDSHAKE
+
 from pcap_tls_split.tcp.reassembly cimport SideStream
 from pcap_tls_split.tls.records cimport RecordTracker
 

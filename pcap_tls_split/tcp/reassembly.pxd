@@ -3,6 +3,10 @@
 # one that can hold None or a big number stays an object.
 cimport cython
 
+# Constants imported from other modules, as C integers here (arithmetic and
+# comparisons with them are C ones; they are then no attributes of this module).
+cdef int FIN, RST, SYN
+
 cdef class SideStream:
     cdef public object base, other_bases, held, held_starts, fin, rst, peer_acked
     cdef public bint syn, midstream

@@ -3,6 +3,10 @@
 # (a subclass in Python, as view/detail.py's, may add its own).
 cimport cython
 
+# Constants imported from other modules, as C integers here (arithmetic and
+# comparisons with them are C ones; they are then no attributes of this module).
+cdef int ACK, ICMP_QUOTE, SYN
+
 from pcap_tls_split.tcp.connection cimport Connection, Side
 
 

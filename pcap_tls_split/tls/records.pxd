@@ -3,7 +3,12 @@
 # one that can hold None or a big number stays an object.
 cimport cython
 
-from pcap_tls_split.tls.wire cimport HandshakeReader
+# Constants imported from other modules, as C integers here (arithmetic and
+# comparisons with them are C ones; they are then no attributes of this module).
+cdef int ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, CLIENT_HELLO, CLIENT_HELLO_BODY, HANDSHAKE
+cdef int HEADER_LENGTH, HEARTBEAT, MAX_RECORD_LENGTH, SERVER_HELLO
+
+from pcap_tls_split.tls.wire cimport HandshakeReader, tls_start
 
 cdef class RecordTracker:
     cdef public object alpn, alpn_offered, cipher, client_random, sni, server_version

@@ -57,7 +57,7 @@ from typing import NamedTuple
 from . import wire
 from .wire import (ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, CLIENT_HELLO, CLIENT_HELLO_BODY,
                    HANDSHAKE, HEADER_LENGTH, HEARTBEAT, MAX_RECORD_LENGTH, SERVER_HELLO,
-                   HandshakeReader, parse_header)
+                   TLS_START, HandshakeReader, parse_header, tls_start)
 
 SEEK, SYNC, RESYNC, OFF = "seek", "sync", "resync", "off"
 SSLV2_ONE, SSLV2_ALL = 1, 2     # SSLv2-format records: the first one only, or all
@@ -312,6 +312,9 @@ class RecordTracker:
     def _seek(self, offset, payload, frame, time, out):
         log = self._log
         log.append((offset, payload, frame, time))
+        if offset == 0 and len(log) == 1 and TLS_START.match(payload) is not None:
+            self._sync_at(0, out)   # the common case: a handshake from the first byte on
+            return
         self.pos = offset + len(payload)
         window_start = log[0][0]
         window = b"".join([bytes(chunk[1]) for chunk in log])
@@ -334,7 +337,7 @@ class RecordTracker:
                 self._sslv2 = SSLV2_ALL if pure else SSLV2_ONE
                 self._sync_at(0, out)
                 return
-        start = wire.tls_start(window)
+        start = tls_start(window)
         if start != -1:
             self._sync_at(window_start + start, out)
             return

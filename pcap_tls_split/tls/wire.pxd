@@ -13,6 +13,9 @@ cdef class HandshakeReader:
     cpdef bint between_messages(self)
 
 
+@cython.locals(at=Py_ssize_t, lead=int)
+cpdef Py_ssize_t tls_start(object data)
+
 @cython.locals(content_type=int, major=int, minor=int, length=Py_ssize_t)
 cpdef parse_header(object header)
 
