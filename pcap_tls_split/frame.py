@@ -601,7 +601,7 @@ ENDPOINTS_KEPT = 4096
 
 def format_endpoint(addr, port):
     """'10.0.0.2:50432' or '[2001:db8::1]:443'."""
-    if addr.__class__ is not bytes:
+    if type(addr) is not bytes:
         addr = bytes(addr)           # (a view would keep its whole buffer alive in the cache)
     key = (addr, port)
     text = _ENDPOINTS.get(key)

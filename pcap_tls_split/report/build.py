@@ -64,7 +64,7 @@ def evidence_frames(evidence, into=None):
     nested dicts included), as a list (``into``, when given, is added to)."""
     frames = [] if into is None else into
     for key, value in evidence.items():
-        if value.__class__ is int:
+        if type(value) is int:
             if value > 0 and (key == "frame" or key.endswith("_frame")):
                 frames.append(value)
         elif isinstance(value, dict):

@@ -227,7 +227,7 @@ def _converter(kind):
     """``to_plain`` of one dataclass, as code: each field's value as it is when it is a
     str, int, bool or None, rounded when a float, else through ``to_plain``."""
     names = [f.name for f in dataclasses.fields(kind)]
-    items = ", ".join(f"{name!r}: (x if (c := (x := value.{name}).__class__) in scalars "
+    items = ", ".join(f"{name!r}: (x if (c := type(x := value.{name})) in scalars "
                       f"else round(x, 6) if c is float else plain(x))" for name in names)
     code = f"def convert(value, scalars=scalars, plain=plain):\n    return {{{items}}}\n"
     space = {"scalars": _SCALARS, "plain": to_plain}
@@ -236,11 +236,11 @@ def _converter(kind):
 
 
 def _plain_dict(value):
-    return {k: (v if v.__class__ in _SCALARS else to_plain(v)) for k, v in value.items()}
+    return {k: (v if type(v) in _SCALARS else to_plain(v)) for k, v in value.items()}
 
 
 def _plain_items(value):
-    return [v if v.__class__ in _SCALARS else to_plain(v) for v in value]
+    return [v if type(v) in _SCALARS else to_plain(v) for v in value]
 
 
 def _rounded(value):
@@ -253,7 +253,7 @@ def _as_is(value):
 
 def to_plain(value):
     """Dataclasses to dicts, tuples to lists, floats rounded to the microsecond."""
-    kind = value.__class__
+    kind = type(value)
     if kind in _SCALARS:
         return value
     convert = _CONVERTERS.get(kind)
@@ -276,28 +276,32 @@ def to_plain(value):
 
 _dumps = json.JSONEncoder(check_circular=False).encode   # (what json.dumps writes)
 _enc = json.encoder.encode_basestring_ascii
-# type -> its to_json: a dataclass's made once from its fields, None for the others
+# type -> the field table of a dataclass (_fields_of), None for the other types
 _JSON = {}
 
 
-def _json_writer(kind):
-    """``to_json`` of one dataclass, as code: the object's text put together field by
-    field, each value's text as ``json.dumps`` writes it (``_value_text``)."""
-    names = [f.name for f in dataclasses.fields(kind)]
-    lines = ["def write(value, enc=enc, int_text=int_text, text=text):"]
-    parts = []
-    for k, name in enumerate(names):
-        name_text = json.dumps(name).replace("%", "%%")   # (an identifier: "name")
-        # str and int, the most common, here; the others by _value_text
-        lines += [f"    x = value.{name}",
-                  "    c = x.__class__",
-                  f"    t{k} = enc(x) if c is str else int_text(x) if c is int else text(x)"]
-        parts.append(f"{name_text}: %s")
-    template = "{" + ", ".join(parts) + "}"
-    lines.append(f"    return {template!r} % ({''.join(f't{k}, ' for k in range(len(names)))})")
-    space = {"enc": _enc, "int_text": int.__repr__, "text": _value_text}
-    exec("\n".join(lines) + "\n", space)
-    return space["write"]
+def _fields_of(kind):
+    """A dataclass's field table for ``_object_text``: its field names, and the
+    texts that come before each value (``{"name": ``, then ``, "name": ``)."""
+    names = tuple(f.name for f in dataclasses.fields(kind))
+    keys = tuple(("{" if k == 0 else ", ") + json.dumps(name) + ": " for k, name in enumerate(names))
+    return names, keys
+
+
+def _object_text(value, names, keys):
+    """A dataclass's JSON text, field by field: each value's text as ``json.dumps``
+    writes it (str and int, the most common, here; the others by ``_value_text``)."""
+    n = len(names)
+    if n == 0:
+        return "{}"
+    parts = [None] * (2 * n + 1)
+    for i in range(n):
+        x = getattr(value, names[i])
+        c = type(x)
+        parts[2 * i] = keys[i]
+        parts[2 * i + 1] = _enc(x) if c is str else repr(x) if c is int else _value_text(x)
+    parts[2 * n] = "}"
+    return "".join(parts)
 
 
 # Floats written by one decimal conversion where that gives the same text: a
@@ -326,20 +330,20 @@ def float_text(x):
 def _ints_text(items):
     """The JSON text of a list of ints (None: not all of them are ints)."""
     for item in items:
-        if item.__class__ is not int:
+        if type(item) is not int:
             return None
-    return "[" + ", ".join(map(int.__repr__, items)) + "]"
+    return "[" + ", ".join(map(repr, items)) + "]"
 
 
 def _value_text(x):
     """A value's JSON text: str, int, bool, None, finite floats (rounded as
     ``to_plain`` rounds them), lists of ints and str Enums (their text) here; the
     others through ``to_json``."""
-    c = x.__class__
+    c = type(x)
     if c is str:
         return _enc(x)
     if c is int:
-        return int.__repr__(x)
+        return repr(x)
     if x is None:
         return "null"
     if c is bool:
@@ -358,7 +362,7 @@ def _value_text(x):
 def _dict_text(value):
     """The JSON text of a dict with str keys (None: a key is not a str)."""
     for key in value:
-        if key.__class__ is not str:
+        if type(key) is not str:
             return None
     return "{" + ", ".join([_enc(k) + ": " + _value_text(v) for k, v in value.items()]) + "}"
 
@@ -369,15 +373,15 @@ def _list_text(value):
 
 def to_json(value):
     """``json.dumps(to_plain(value))``, the same text, made faster (no dicts in
-    between: a dataclass's text put together by a writer made for its class; dicts
-    with str keys, lists and tuples item by item)."""
-    kind = value.__class__
-    write = _JSON.get(kind, _UNSEEN)
-    if write is _UNSEEN:
-        write = _JSON[kind] = _json_writer(kind) \
+    between: a dataclass's text put together field by field, by its class's field
+    table; dicts with str keys, lists and tuples item by item)."""
+    kind = type(value)
+    fields = _JSON.get(kind, _UNSEEN)
+    if fields is _UNSEEN:
+        fields = _JSON[kind] = _fields_of(kind) \
             if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
-    if write is not None:
-        return write(value)
+    if fields is not None:
+        return _object_text(value, fields[0], fields[1])
     if kind is dict:
         text = _dict_text(value)
         if text is not None:

@@ -115,9 +115,9 @@ def _by_stream(item):
 def wire_key(src, sport, dst, dport):
     """The addresses and ports of a segment as its IP and TCP headers carry them
     (for IPv4 without options: 12 contiguous bytes of the frame)."""
-    if src.__class__ is not bytes:
+    if type(src) is not bytes:
         src = bytes(src)
-    if dst.__class__ is not bytes:
+    if type(dst) is not bytes:
         dst = bytes(dst)
     return src + dst + _PORTS(sport, dport)
 

@@ -94,7 +94,7 @@ def tls_start(data):
     with a handshake or alert type before it tried in order (the regex engine
     scans a plaintext prologue byte by byte, and ``find`` of the two leading bytes
     is a few times slower than of one)."""
-    if data.__class__ is not bytes and not isinstance(data, bytearray):
+    if type(data) is not bytes and not isinstance(data, bytearray):
         data = bytes(data)           # (a view has no find)
     at = data.find(_TLS_START_SECOND, 1)
     while at != -1:
