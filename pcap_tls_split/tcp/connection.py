@@ -34,6 +34,8 @@ from ..tls.wire import APPLICATION_DATA, HANDSHAKE
 from ..tls.records import RecordTracker
 from .reassembly import Data, SideStream
 
+_tuple_new = tuple.__new__    # a NamedTuple from its fields, in a tuple (its __new__ is Python code)
+
 RECENT_RECORDS = 1024
 RECENT_SEGMENTS = 256
 KEPT_RECORDS = 4096
@@ -153,7 +155,7 @@ class Side:
         """Its last data segments, at most ``RECENT_SEGMENTS``, oldest first: a list of
         ``SegmentEnd``."""
         segments = self.segments
-        return [SegmentEnd(segments[i], segments[i + 1], segments[i + 2])
+        return [_tuple_new(SegmentEnd, (segments[i], segments[i + 1], segments[i + 2]))
                 for i in range(_first_kept(segments), len(segments), SEGMENT)]
 
     @property
@@ -190,7 +192,7 @@ def _last_received(segments, reach):
     segments may be in flight."""
     for i in range(len(segments) - SEGMENT, _first_kept(segments) - 1, -SEGMENT):
         if segments[i + 2] <= reach:
-            return SegmentEnd(segments[i], segments[i + 1], segments[i + 2])
+            return _tuple_new(SegmentEnd, (segments[i], segments[i + 1], segments[i + 2]))
     return None
 
 
@@ -401,10 +403,10 @@ class Connection:
         ended (at a RST, or at the FIN that follows the peer's)."""
         if flags & RST:
             if side.rst is None:
-                side.rst = Mark(frame, time)
+                side.rst = _tuple_new(Mark, (frame, time))
             self.ended_at = time
         elif side.fin is None:
-            side.fin = Mark(frame, time)
+            side.fin = _tuple_new(Mark, (frame, time))
             if peer.fin is not None and self.ended_at is None:
                 self.ended_at = time
 
@@ -412,7 +414,7 @@ class Connection:
         """The next bytes of ``side``'s stream, in order, to its record tracker."""
         tracker = side.tracker
         if tracker is None:
-            self.consume(side, (Data(offset, payload, frame, time),))
+            self.consume(side, (_tuple_new(Data, (offset, payload, frame, time)),))
             return
         for record in tracker.data(offset, payload, frame, time):
             self._record(side, record)

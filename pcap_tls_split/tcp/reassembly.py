@@ -41,6 +41,8 @@ from typing import NamedTuple
 
 from ..frame import FIN, RST, SYN
 
+_tuple_new = tuple.__new__    # a NamedTuple from its fields, in a tuple (its __new__ is Python code)
+
 MASK = 0xFFFFFFFF
 HALF = 1 << 31
 
@@ -160,7 +162,7 @@ class SideStream:
         if payload and not missing and not flags & (SYN | FIN | RST):
             offset = self.take(seq, len(payload))      # the common case: the next bytes
             if offset is not None:
-                return (Data(offset, payload, frame, time),)
+                return (_tuple_new(Data, (offset, payload, frame, time)),)
         if self.base is None:
             if flags & SYN:
                 self.base = (seq + 1) & MASK
@@ -338,7 +340,7 @@ class SideStream:
         """A piece delivered at ``offset``: its captured bytes, then the bytes the
         snap length cut (a gap); the stream's new end."""
         if payload:
-            events.append(Data(offset, payload, frame, time))
+            events.append(_tuple_new(Data, (offset, payload, frame, time)))
         offset += len(payload)
         if missing > 0:
             events.append(Gap(offset, missing))

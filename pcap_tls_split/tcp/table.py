@@ -63,6 +63,8 @@ from .socks import SOCKS_PORT, SocksWatch
 
 _PORTS = struct.Struct(">HH").pack
 
+_tuple_new = tuple.__new__    # a NamedTuple from its fields, in a tuple (its __new__ is Python code)
+
 LINGER = 2.0
 IDLE_TIMEOUT = 600.0
 SWEEP_EVERY = 8192  # packets between sweeps for idle and ended connections...
@@ -288,14 +290,14 @@ class ConnectionTable:
         a, b = Side(src, sport, bare), Side(dst, dport, bare)
         conn = (Numbered if bare else Connection)(stream, a, b, time, self.on_record, midstream)
         self._bound(conn)
-        entry = Entry(conn, a, b)
+        entry = _tuple_new(Entry, (conn, a, b))
         into = self.by_wire
         if SOCKS_PORT in (sport, dport):
             # all its packets take place() until the SOCKS handshake is over
             conn.socks = SocksWatch(client_is_a=dport == SOCKS_PORT)
             into = self._socks_wire
         into[wire_key(src, sport, dst, dport)] = entry
-        into[wire_key(dst, dport, src, sport)] = Entry(conn, b, a)
+        into[wire_key(dst, dport, src, sport)] = _tuple_new(Entry, (conn, b, a))
         return entry
 
     def _bound(self, conn):

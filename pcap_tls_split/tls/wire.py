@@ -13,6 +13,8 @@ import re
 import struct
 from typing import NamedTuple
 
+_tuple_new = tuple.__new__    # a NamedTuple from its fields, in a tuple (its __new__ is Python code)
+
 # Content types, RFC 8446 section 5.1 / RFC 6520 (heartbeat).
 CHANGE_CIPHER_SPEC = 20
 ALERT = 21
@@ -287,7 +289,7 @@ def server_hello(body):
                 alpn = names[0] if names else None
     except (IndexError, struct.error):
         pass
-    return ServerHello(version, is_retry, cipher, alpn)
+    return _tuple_new(ServerHello, (version, is_retry, cipher, alpn))
 
 
 def server_hello_version(body):
@@ -323,7 +325,7 @@ def client_hello(body):
                 alpn = _alpn_names(body[start:stop])
     except (IndexError, struct.error):
         pass  # what was read before the damage stands
-    return ClientHello(random, sni, alpn)
+    return _tuple_new(ClientHello, (random, sni, alpn))
 
 
 class HandshakeReader:
