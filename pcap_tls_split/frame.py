@@ -222,6 +222,10 @@ def _icmp_quote(data, p, end, errors):
                               data[0:0], 0))
 
 
+# the UDP ports _udp looks inside: VXLAN, GENEVE, VXLAN-GPE, GTP-U, CAPWAP data
+UDP_TUNNEL_PORTS = frozenset((4789, 6081, 4790, 2152, 5247))
+
+
 def _udp(data, p, end, depth):
     sport, dport, ulen = _HHH(data, p)
     if ulen >= 8 and p + ulen < end:

@@ -12,5 +12,6 @@ from pcap_tls_split.tcp.table cimport ConnectionTable
                h_left=Py_ssize_t, h_next=Py_ssize_t, h_countdown=Py_ssize_t, h_swept=double,
                ip4_least=Py_ssize_t, ip6_least=Py_ssize_t, ethertype_first=bint, tcp=Py_ssize_t,
                connection=Connection, side=Side, frames=list, ends=list, times=list,
-               vfl=object, plen=Py_ssize_t, nh=int, half=Py_ssize_t, report_at=Py_ssize_t)
+               vfl=object, plen=Py_ssize_t, nh=int, half=Py_ssize_t, report_at=Py_ssize_t,
+               nothing=bint)
 cpdef fused_loop(capture, ConnectionTable table, errors, name, progress=*)

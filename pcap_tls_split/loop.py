@@ -16,8 +16,11 @@ segments of one side inside one record body then goes on in local variables
 and is handed back with ``Connection.end_run`` and ``ConnectionTable.end_run``
 before any other packet is looked at. A SYN, FIN or RST, or a segment of no
 known connection or out of order, goes to ``ConnectionTable.place`` as the
-``frame.Segment`` made from the fields already read; every other packet (other
-link layers, VLAN tags, IP options, tunnels) takes the steps (``frame.decode``,
+``frame.Segment`` made from the fields already read. IPv4 that ``frame.decode``
+gives no segment for is passed over without it: a fragment, UDP on none of the ports of
+``frame.UDP_TUNNEL_PORTS``, ICMP that is not an error (DNS, syslog and pings, a
+field capture's other packets). Every other packet (other link layers, VLAN tags,
+IP options, tunnels, ICMP errors) takes the steps (``frame.decode``,
 ``ConnectionTable.place``). tests/test_loop.py checks that
 both loops give the same records, reports and per-side counters.
 """
@@ -25,7 +28,7 @@ both loops give the same records, reports and per-side counters.
 import struct
 
 from .capture.formats import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
-from .frame import Segment, decode
+from .frame import ICMP_ERRORS, UDP_TUNNEL_PORTS, Segment, decode
 from .tcp.connection import RUN
 from .tcp.reassembly import MASK
 from .tcp.table import SWEEP_SECONDS
@@ -96,10 +99,12 @@ def fused_loop(capture, table, errors, name, progress=None):
     ethertype_first = False
     # (set with each packet's key, read only when it has one)
     seq = ack = flags = size = ps = tcp = 0
+    nothing = False           # the packet is one decode() gives None for (no key then)
     for buf, packets in capture.batches():
         for p, incl, orig, time, n, linktype in packets:
             try:
                 key = None
+                nothing = False
                 if linktype != known:
                     known, link = linktype, LINK_HEADERS.get(linktype)
                     if link is not None:   # where the IP and TCP headers end, at least
@@ -118,6 +123,13 @@ def fused_loop(capture, table, errors, name, progress=None):
                             if ps >= ip4_least and size >= 0:
                                 key = buf[q + 12:q + 24]
                                 tcp = q + 20
+                        elif vhl == 0x45 and proto != 6 and (
+                                frag & 0x3FFF or proto == 1 and buf[q + 20] not in ICMP_ERRORS
+                                or proto == 17 and (buf[q + 20] << 8 | buf[q + 21]) not in UDP_TUNNEL_PORTS
+                                and (buf[q + 22] << 8 | buf[q + 23]) not in UDP_TUNNEL_PORTS):
+                            # a fragment, an ICMP message that is not an error, UDP
+                            # that is not a tunnel: what decode() gives None for
+                            nothing = True
                     elif et == 0x86DD and incl >= ip6_least:
                         vfl, plen, nh, seq, ack, offx, flags = _IP6_TCP(buf, q)
                         if vfl >> 28 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl:
@@ -143,6 +155,8 @@ def fused_loop(capture, table, errors, name, progress=None):
                     _end_run(table, hot_entry, frames, ends, times, h_left, h_countdown)
                 segment = None
                 if key is None:
+                    if nothing:
+                        continue
                     segment = decode(linktype, buf[p:p + incl], orig)
                     if segment is None:
                         continue

@@ -256,3 +256,59 @@ def test_segments_handed_on_are_frame_decodes(name, monkeypatch):
     assert len(placed) >= 4   # at least the SYNs and FINs
     for frame, segment in placed:
         assert segment == decoded[frame], frame
+
+
+def _over_ethernet(cases):
+    """test_frame's cases as Ethernet frames: those over IPv4 (link type 101) with an
+    Ethernet header put before them, then the same with the IPv4 fragment field set
+    (more fragments; offset 8 bytes). The ICMP echo has a ping's 56 bytes of data."""
+    import test_frame
+    frames = []
+    for name, lt, hexstr, _ in cases:
+        data = test_frame.h(hexstr)
+        if lt == 101 and data[0] >> 4 == 4:
+            data = test_frame.h(test_frame.ETH, "0800") + data
+        elif lt != 1:
+            continue
+        if name == "icmp-echo":      # as ping sends it: 56 bytes of data
+            data = data[:16] + (20 + 8 + 56).to_bytes(2, "big") + data[18:] + bytes(56)
+        frames.append((name, data))
+        if data[12:14] == b"\x08\x00":
+            for frag in (b"\x20\x00", b"\x00\x01"):
+                frames.append((name + "-fragment", data[:20] + frag + data[22:]))
+    return frames
+
+
+def test_frames_passed_over_are_those_decode_gives_nothing_for(tmp_path, monkeypatch):
+    """The fused loop does not decode the UDP that is no tunnel, the ICMP that is no
+    error and the IPv4 fragments it sees: it passes over exactly those of them that
+    decode() makes no segment of, and takes the rest (tunnels, ICMP errors quoting
+    TCP) as the steps do."""
+    import test_frame
+    from pcap_tls_split import loop
+    frames = _over_ethernet(test_frame.CASES)
+    names = [name for name, _ in frames]
+    assert {"udp-other", "icmp-echo", "vxlan", "icmp-quoting-tcp", "vxlan-fragment"} <= set(names)
+    path = tmp_path / "mixed.pcap"
+    captures.write_pcap(path, [(1.0 + i / 100, 1, data, len(data)) for i, (_, data) in enumerate(frames)])
+    decoded = []
+    real = loop.decode
+
+    def counted(linktype, data, orig):
+        decoded.append(bytes(data))
+        return real(linktype, data, orig)
+
+    monkeypatch.setattr(loop, "decode", counted)
+    (fused, rows, states, _), (steps, step_rows, step_states) = run_both(path, monkeypatch)
+    assert fused == steps and rows == step_rows and states == step_states
+    assert fused.inputs[0].tcp_connections >= 1
+    decoded.clear()
+    analyze(str(path), all_connections=True)
+    for name, data in frames:
+        segment = real(1, data, len(data))
+        ip4 = data[12:14] == b"\x08\x00" and data[14] == 0x45
+        fragment = ip4 and int.from_bytes(data[20:22], "big") & 0x3FFF
+        if segment is not None and ip4 and data[23] != 6:
+            assert data in decoded, name            # a tunnel or an ICMP error: decoded
+        if name in ("udp-other", "icmp-echo") or fragment and data[23] != 6:
+            assert segment is None and data not in decoded, name   # passed over
