@@ -234,6 +234,39 @@ def test_every_finding_has_its_filter(sample_report):
             assert first <= f.frame
 
 
+def test_a_finding_comes_with_its_filter_and_the_report_makes_one_for_a_finding_without():
+    """The rules set each finding's filter (``display_filter``); ``connection_report``
+    makes the same for a finding given without one (a script's, or one of ours with
+    its filter taken away)."""
+    import dataclasses
+    from pcap_tls_split.api import FileRun
+    from pcap_tls_split.findings import Facts, display_filter, evaluate
+    from pcap_tls_split.report import connection_report
+    conns = []
+
+    class Kept(FileRun):
+        def connection_ended(self, conn):
+            conns.append((self.path, conn))
+            return super().connection_ended(conn)
+
+    for path in sorted(SAMPLES.glob("*.pcap")):
+        Kept(str(path), {"all_connections": True}).run()
+    seen = 0
+    for path, conn in conns:
+        if not conn.is_tls:
+            continue
+        facts = Facts(conn)
+        found = evaluate(facts)
+        for f in found:
+            assert f.wireshark_filter == display_filter(conn.stream, f.frame, f.evidence)
+            assert f.wireshark_filter.startswith(f"tcp.stream eq {conn.stream} && frame.number >= ")
+            seen += 1
+        bare = [dataclasses.replace(f, wireshark_filter=None) for f in found]
+        assert connection_report(path, conn, facts, bare).findings == \
+            connection_report(path, conn, facts, found).findings == tuple(found)
+    assert seen >= 20
+
+
 def test_the_filter_shows_the_findings_packets_in_tshark(sample_report, tshark):
     one_per_code = {}
     for conn in sample_report.connections:

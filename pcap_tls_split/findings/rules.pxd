@@ -21,3 +21,7 @@ cpdef no_close_notify(Facts f, Side side)
 cpdef str _unseen_reason(Facts f, Side side, object unseen)
 @cython.locals(close=Close, peer=Side)
 cpdef abortive_close(Facts f, Side side)
+cpdef _finding(Facts f, object code, object side, object time, object frame, object message,
+               dict evidence, object severity=*, object confidence=*, object why=*)
+cpdef list evidence_frames(dict evidence, object into=*)
+cpdef str display_filter(object stream, object frame, dict evidence)

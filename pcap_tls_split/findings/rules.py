@@ -43,8 +43,8 @@ class Finding:
     evidence: dict = field(default_factory=dict)
     """The facts behind it (keys per code, see the README)."""
     wireshark_filter: str = None
-    """A Wireshark display filter that shows its packets (set by the report:
-    ``tcp.stream eq N && frame.number >= F``)."""
+    """A Wireshark display filter that shows its packets (``display_filter``, set by the
+    rule that finds it: ``tcp.stream eq N && frame.number >= F``)."""
 
     def with_filter(self, wireshark_filter):
         """This finding with ``wireshark_filter`` set: what ``dataclasses.replace``
@@ -57,12 +57,38 @@ class Finding:
 _VALUES = attrgetter(*(f.name for f in dataclasses.fields(Finding)[:-1]))
 
 
-def _finding(code, side, time, frame, message, evidence, severity=None, confidence="high", why=None):
-    """A finding; ``why`` (the reason its confidence is below high) goes into its evidence."""
+def _finding(f, code, side, time, frame, message, evidence, severity=None, confidence="high",
+             why=None):
+    """A finding on the connection of ``f``, its Wireshark filter with it; ``why``
+    (the reason its confidence is below high) goes into its evidence."""
     if why:
         evidence["confidence_reason"] = why
     return Finding(code, CODES[code].severity if severity is None else Severity.of(severity),
-                   confidence, side, time, frame, message, evidence)
+                   confidence, side, time, frame, message, evidence,
+                   display_filter(f.conn.stream, frame, evidence))
+
+
+def evidence_frames(evidence, into=None):
+    """Every frame number a finding's evidence names (keys ``frame`` and ``*_frame``,
+    nested dicts included), as a list (``into``, when given, is added to)."""
+    frames = [] if into is None else into
+    for key, value in evidence.items():
+        if type(value) is int:
+            if value > 0 and (key == "frame" or key.endswith("_frame")):
+                frames.append(value)
+        elif isinstance(value, dict):
+            evidence_frames(value, frames)
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+                and (key == "frame" or key.endswith("_frame")):
+            frames.append(value)
+    return frames
+
+
+def display_filter(stream, frame, evidence):
+    """The display filter that shows a finding's packets in Wireshark: its stream from the
+    earliest frame the finding names (its own ``frame``, or one of its ``evidence``) on."""
+    first = min(evidence_frames(evidence, [frame]))
+    return f"tcp.stream eq {stream} && frame.number >= {first}"
 
 
 def _ms(seconds):
@@ -104,7 +130,7 @@ def close_inside_record(f):
                f"{reach - record.offset} of {record.size} bytes of {peer_role} record "
                f"#{record.index} ({type_name(record.type)}) received, "
                f"{len(received)}/{len(record.frames)} segments; {_ms(reaction)} after its last segment")
-    return _finding("close_inside_record", closer_role, close.time, close.frame, message, evidence,
+    return _finding(f, "close_inside_record", closer_role, close.time, close.frame, message, evidence,
                     severity="info" if handshake_only else None, confidence=confidence, why=why)
 
 
@@ -165,7 +191,7 @@ def close_before_pending_records(f):
                f"{'on' if aligned else 'off'} a record boundary; {what} still to come "
                f"(next record frame {first.first_frame}, {_ms(pause)} after the last)")
     severity = "info" if post_handshake_only or handshake_only else "low" if farewell else None
-    return _finding("close_before_pending_records", closer_role, close.time, close.frame, message,
+    return _finding(f, "close_before_pending_records", closer_role, close.time, close.frame, message,
                     evidence, severity=severity, confidence=confidence, why=why)
 
 
@@ -205,7 +231,7 @@ def close_before_peer_finished(f):
                f"{_ms(reaction)} after the {peer_role}'s last segment) and the {peer_role} "
                f"answered with RST (frame {peer.close.frame}): it had not finished"
                + ("" if answered else "; its request was never answered"))
-    return _finding("close_before_peer_finished", closer_role, close.time, close.frame, message,
+    return _finding(f, "close_before_peer_finished", closer_role, close.time, close.frame, message,
                     evidence, confidence=confidence, why=why)
 
 
@@ -222,7 +248,7 @@ def close_during_handshake(f):
                                        for s in sides}}
     message = (f"{role} closed ({close.kind.upper()}, frame {close.frame}) before the TLS handshake "
                f"completed, without an alert")
-    return _finding("close_during_handshake", role, close.time, close.frame, message, evidence)
+    return _finding(f, "close_during_handshake", role, close.time, close.frame, message, evidence)
 
 
 CLOSER_RULES = (close_inside_record, close_before_pending_records, close_before_peer_finished,
@@ -254,7 +280,7 @@ def truncated_record(f, side):
     if stream.gaps:
         evidence["confidence_reason"] = f"{stream.gaps} capture gap(s) earlier in its stream"
     return _finding(
-        "truncated_record", role, close.time, close.frame,
+        f, "truncated_record", role, close.time, close.frame,
         f"{role} stopped mid-record: its record #{partial.index} ({type_name(partial.type)}) "
         f"announced {partial.size} bytes, {partial.received} were sent before its "
         f"{close.kind.upper()} (frame {close.frame})", evidence,
@@ -268,7 +294,7 @@ def capture_ended_inside_record(f, side):
         return None
     role = f.role(side)
     return _finding(
-        "capture_ended_inside_record", role, partial.last_time or 0.0, partial.last_frame,
+        f, "capture_ended_inside_record", role, partial.last_time or 0.0, partial.last_frame,
         f"capture ends inside {role} record #{partial.index} ({partial.received} of "
         f"{partial.size} bytes) with no close: nothing can be said",
         {"record_index": partial.index, "record_type": type_name(partial.type),
@@ -317,7 +343,7 @@ def reset_on_data_after_close(f, side):
             "farewell": "its farewell, answering the close", "application_data": "application data"}[lost]
     role, peer_role = f.role(side), f.role(peer)
     return _finding(
-        "reset_on_data_after_close", role, side.rst.time, rst_frame,
+        f, "reset_on_data_after_close", role, side.rst.time, rst_frame,
         f"{role} had sent its FIN (frame {close.frame}); {len(arrived)} {peer_role} record(s) "
         f"({what}) arrived after it and it answered RST (frame {rst_frame})"
         + (": that data was lost" if lost == "application_data" else ""),
@@ -351,7 +377,7 @@ def close_with_unread_data(f, side):
     what = f"{len(unread)} {peer_role} record(s), {evidence['bytes_unread']} bytes, had come since its " \
            f"last request" if unread else "nothing had come since its last request"
     return _finding(
-        "close_with_unread_data", role, side.rst.time, rst_frame,
+        f, "close_with_unread_data", role, side.rst.time, rst_frame,
         f"{role} sent its FIN (frame {fin_frame}), then a RST (frame {rst_frame}) that nothing from the "
         f"{peer_role} provoked: it closed its socket with data unread ({what})",
         evidence, severity="info" if handshake_only else None)
@@ -382,7 +408,7 @@ def no_close_notify(f, side):
         evidence["confidence_reason"] = _unseen_reason(f, side, unseen)
     role = f.role(side)
     return _finding(
-        "no_close_notify", role, close.time, close.frame,
+        f, "no_close_notify", role, close.time, close.frame,
         f"{role} closed ({close.kind.upper()}, frame {close.frame}) without a TLS alert first",
         evidence, confidence=confidence)
 
@@ -402,7 +428,7 @@ def abortive_close(f, side):
     answered_peer_close = peer.close is not None and peer.close.frame < close.frame
     role = f.role(side)
     return _finding(
-        "abortive_close", role, close.time, close.frame,
+        f, "abortive_close", role, close.time, close.frame,
         f"{role} reset the connection (RST, frame {close.frame})"
         + (f" in answer to the {f.role(peer)}'s {peer.close.kind.upper()}" if answered_peer_close else ""),
         {"answered_peer_close": answered_peer_close})
@@ -432,7 +458,7 @@ def fast_close_after_data(f, side):
                 "last_record": {"index": last.index, "type": type_name(last.type), "frame": last.last_frame},
                 "alert_before_fin": any(f.is_alert(side, r) for r in trailing)}
     how = "in the same segment" if same_segment else f"{_ms(gap)} later"
-    return _finding("fast_close_after_data", role, close.time, close.frame,
+    return _finding(f, "fast_close_after_data", role, close.time, close.frame,
                     f"{role} sent its last record(s) and its FIN {how} (frame {close.frame})",
                     evidence)
 

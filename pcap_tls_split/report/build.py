@@ -1,5 +1,6 @@
 """A finished connection, its facts and findings -> its report; a record -> its row."""
 
+from ..findings import display_filter
 from ..tls import ciphers, wire
 from .community import community_id
 from .model import Alert, CloseSummary, ConnectionReport, Quality, RecordRow, RecordStats
@@ -48,7 +49,8 @@ def connection_report(path, conn, facts, found):
                  "server": RecordStats(server.total, server.straddling, server.header_split,
                                        server.coalesced)},
         close=close_summary, quality=quality,
-        findings=tuple([f.with_filter(wireshark_filter(conn.stream, f)) for f in found]))
+        findings=tuple([f if f.wireshark_filter is not None
+                        else f.with_filter(wireshark_filter(conn.stream, f)) for f in found]))
 
 
 def alerts(conn):
@@ -59,27 +61,10 @@ def alerts(conn):
     return tuple(sorted(sent, key=lambda a: a.frame))
 
 
-def evidence_frames(evidence, into=None):
-    """Every frame number a finding's evidence names (keys ``frame`` and ``*_frame``,
-    nested dicts included), as a list (``into``, when given, is added to)."""
-    frames = [] if into is None else into
-    for key, value in evidence.items():
-        if type(value) is int:
-            if value > 0 and (key == "frame" or key.endswith("_frame")):
-                frames.append(value)
-        elif isinstance(value, dict):
-            evidence_frames(value, frames)
-        elif isinstance(value, int) and not isinstance(value, bool) and value > 0 \
-                and (key == "frame" or key.endswith("_frame")):
-            frames.append(value)
-    return frames
-
-
 def wireshark_filter(stream, finding):
-    """The display filter that shows a finding's packets in Wireshark: its stream from the
-    earliest frame the finding names (its own, or one of its evidence) on."""
-    first = min(evidence_frames(finding.evidence, [finding.frame]))
-    return f"tcp.stream eq {stream} && frame.number >= {first}"
+    """The display filter that shows a finding's packets in Wireshark (the one the rules
+    give it; made here for a finding made without one)."""
+    return display_filter(stream, finding.frame, finding.evidence)
 
 
 def record_row(path, conn, side, record):
