@@ -145,6 +145,29 @@ def test_starttls_prologue():
         assert shape(records) == [(o + len(prologue), t, n) for o, t, n in CLIENT_RECORDS]
 
 
+@pytest.mark.parametrize("step", [1, 5, 15, 16, 17, 40, 333, 1460])
+@pytest.mark.parametrize("memoryview_chunks", [False, True])
+def test_prologue_in_chunks_of_any_size(step, memoryview_chunks):
+    """A plaintext prologue of a few segments (a proxy's CONNECT and its answer),
+    then TLS: found where it starts, its records carried by the chunks they came in,
+    whatever the chunks' size (shorter than the tail kept between two, as long, longer)
+    and type (bytes, or views as a capture's read buffer gives)."""
+    prologue = (b"CONNECT svc.example:443 HTTP/1.1\r\nHost: svc.example:443\r\n"
+                b"Proxy-Authorization: Basic " + b"QWxhZGRpbjpvcGVuIHNlc2FtZQ==" * 9 + b"\r\n\r\n"
+                b"HTTP/1.1 200 Connection established\r\n\r\n")
+    stream = prologue + CLIENT_FLIGHT
+    tracker = RecordTracker()
+    records = []
+    for i, start in enumerate(range(0, len(stream), step)):
+        chunk = stream[start:start + step]
+        records += tracker.data(start, memoryview(chunk) if memoryview_chunks else chunk, i + 1, float(i))
+    records += tracker.end()
+    assert tracker.tls_start == len(prologue)
+    assert shape(records) == [(o + len(prologue), t, n) for o, t, n in CLIENT_RECORDS]
+    for r in records:
+        assert r.frames == tuple(range(r.offset // step + 1, (r.end - 1) // step + 2)), r
+
+
 def test_sslv2_compatible_hello_is_a_record_then_tls():
     # SSLv2 record header (2 bytes, high bit), CLIENT-HELLO (1), version 3.1,
     # cipher specs length 3, session id 0, challenge 16

@@ -26,7 +26,7 @@ cdef class RecordTracker:
     cpdef skip_body(self, Py_ssize_t offset, Py_ssize_t size, object frame, object time)
     cpdef data(self, Py_ssize_t offset, object payload, object frame, object time)
     cdef _feed(self, Py_ssize_t offset, object payload, object frame, object time, list out)
-    @cython.locals(log=list)
+    @cython.locals(log=list, size=Py_ssize_t, start=Py_ssize_t)
     cdef _seek(self, Py_ssize_t offset, object payload, object frame, object time, list out)
     cdef _touch(self, object frame, object time, Py_ssize_t end, list out)
     cdef _begin_body(self)

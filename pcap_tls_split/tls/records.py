@@ -315,8 +315,23 @@ class RecordTracker:
         if offset == 0 and len(log) == 1 and TLS_START.match(payload) is not None:
             self._sync_at(0, out)   # the common case: a handshake from the first byte on
             return
-        self.pos = offset + len(payload)
+        size = len(payload)
+        self.pos = offset + size
         window_start = log[0][0]
+        if len(log) == 2 and window_start and size >= SEEK_TAIL and type(log[0][1]) is bytes:
+            # the common case past the start: the tail kept of the chunks before (as
+            # below), then this chunk, long enough to give the next tail alone
+            window = log[0][1] + payload
+            start = tls_start(window)
+            if start != -1:
+                self._sync_at(window_start + start, out)
+            elif self.pos > SEEK_LIMIT:
+                self.mode = OFF  # no TLS handshake near the start: not TLS
+                self._log = ()
+            else:
+                log[0] = (self.pos - SEEK_TAIL, window[-SEEK_TAIL:], frame, time)
+                del log[1]
+            return
         window = b"".join([bytes(chunk[1]) for chunk in log])
         if window_start == 0 and window and window[0] & 0x80:
             # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1),
