@@ -10,7 +10,7 @@ import os
 import random
 import subprocess
 import tempfile
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 import pytest
@@ -264,6 +264,12 @@ def test_a_finding_comes_with_its_filter_and_the_report_makes_one_for_a_finding_
         bare = [dataclasses.replace(f, wireshark_filter=None) for f in found]
         assert connection_report(path, conn, facts, bare).findings == \
             connection_report(path, conn, facts, found).findings == tuple(found)
+        # a script's finding may hold its evidence in any mapping
+        mapped = [dataclasses.replace(f, wireshark_filter=None, evidence=OrderedDict(
+            (k, OrderedDict(v) if isinstance(v, dict) else v) for k, v in f.evidence.items()))
+            for f in found]
+        assert [f.wireshark_filter for f in connection_report(path, conn, facts, mapped).findings] \
+            == [f.wireshark_filter for f in found]
     assert seen >= 20
 
 
