@@ -99,12 +99,11 @@ def fused_loop(capture, table, errors, name, progress=None):
     ethertype_first = False
     # (set with each packet's key, read only when it has one)
     seq = ack = flags = size = ps = tcp = 0
-    nothing = False           # the packet is one decode() gives None for (no key then)
     for buf, packets in capture.batches():
         for p, incl, orig, time, n, linktype in packets:
             try:
                 key = None
-                nothing = False
+                nothing = False       # the packet is one decode() gives None for (no key then)
                 if linktype != known:
                     known, link = linktype, LINK_HEADERS.get(linktype)
                     if link is not None:   # where the IP and TCP headers end, at least

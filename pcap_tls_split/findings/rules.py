@@ -49,7 +49,7 @@ class Finding:
     def with_filter(self, wireshark_filter):
         """This finding with ``wireshark_filter`` set: what ``dataclasses.replace``
         gives, without its cost (it reads the fields anew at each call; the report
-        makes one per finding of every connection)."""
+        makes one for each finding given to it without a filter)."""
         return Finding(*_VALUES(self), wireshark_filter)
 
 

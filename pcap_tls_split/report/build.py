@@ -49,8 +49,10 @@ def connection_report(path, conn, facts, found):
                  "server": RecordStats(server.total, server.straddling, server.header_split,
                                        server.coalesced)},
         close=close_summary, quality=quality,
+        # (the rules give each finding its filter; one made without gets it here)
         findings=tuple([f if f.wireshark_filter is not None
-                        else f.with_filter(wireshark_filter(conn.stream, f)) for f in found]))
+                        else f.with_filter(display_filter(conn.stream, f.frame, f.evidence))
+                        for f in found]))
 
 
 def alerts(conn):
@@ -59,12 +61,6 @@ def alerts(conn):
                   wire.ALERT_DESCRIPTIONS.get(description, str(description)), frame)
             for side in (conn.client, conn.server) for level, description, frame in side.alerts]
     return tuple(sorted(sent, key=lambda a: a.frame))
-
-
-def wireshark_filter(stream, finding):
-    """The display filter that shows a finding's packets in Wireshark (the one the rules
-    give it; made here for a finding made without one)."""
-    return display_filter(stream, finding.frame, finding.evidence)
 
 
 def record_row(path, conn, side, record):

@@ -318,21 +318,10 @@ class RecordTracker:
         size = len(payload)
         self.pos = offset + size
         window_start = log[0][0]
-        if len(log) == 2 and window_start and size >= SEEK_TAIL and type(log[0][1]) is bytes:
-            # the common case past the start: the tail kept of the chunks before (as
-            # below), then this chunk, long enough to give the next tail alone
-            window = log[0][1] + payload
-            start = tls_start(window)
-            if start != -1:
-                self._sync_at(window_start + start, out)
-            elif self.pos > SEEK_LIMIT:
-                self.mode = OFF  # no TLS handshake near the start: not TLS
-                self._log = ()
-            else:
-                log[0] = (self.pos - SEEK_TAIL, window[-SEEK_TAIL:], frame, time)
-                del log[1]
-            return
-        window = b"".join([bytes(chunk[1]) for chunk in log])
+        if len(log) == 2 and type(log[0][1]) is bytes:
+            window = log[0][1] + payload   # (the common case: the tail kept, then this chunk)
+        else:
+            window = b"".join([bytes(chunk[1]) for chunk in log])
         if window_start == 0 and window and window[0] & 0x80:
             # an SSLv2-format ClientHello at the very start (RFC 6101 appendix E.1),
             # or the SERVER-HELLO of a pure SSL 2.0 connection
@@ -364,7 +353,11 @@ class RecordTracker:
         # chunk, its bytes from there on: a side of 1,460 bytes that is not TLS
         # yet keeps 16; the SSLv2 test above has had its first 7 bytes)
         keep_from = self.pos - SEEK_TAIL
-        log = [c for c in self._log if c[0] + len(c[1]) > keep_from]
+        if size >= SEEK_TAIL:         # (the common case: this chunk holds the whole tail)
+            del log[:-1]
+            log[0] = (keep_from, window[-SEEK_TAIL:], frame, time)
+            return
+        log = [c for c in log if c[0] + len(c[1]) > keep_from]
         first = log[0]                # (the last chunk ends at pos: the list is not empty)
         if first[0] < keep_from:
             log[0] = (keep_from, bytes(first[1][keep_from - first[0]:]), first[2], first[3])
