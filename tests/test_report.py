@@ -590,29 +590,3 @@ def test_to_json_is_the_text_json_dumps_writes_of_to_plain(sample_report):
         same(dataclasses.replace(finding, evidence=evidence))
         same(dataclasses.replace(conn, findings=(dataclasses.replace(finding, evidence=evidence),),
                                  records={"client": evidence}))
-
-
-def test_the_json_writer_s_string_and_int_texts_are_json_dumps_s_whatever_it_kept():
-    """The writer keeps the texts of the strings it wrote lately (emptied when
-    full) and has those of the small ints made: a string is written as
-    ``json.dumps`` writes it the first time, again, and after thousands of others
-    went through; ints at the table's edges and beyond alike; the kept texts stay
-    bounded."""
-    import dataclasses
-    import json
-    from pcap_tls_split.report import model
-    from pcap_tls_split.report.model import Quality, RecordStats, to_json
-
-    odd = ["caf\u00e9 \"q\" \\ \n\u2028 \U0001F600", "", "client", "\x00\x1f\x7f", "tab\there"]
-    for round_ in range(3):
-        for k in range(2 * model.STR_TEXTS_KEPT + 7):
-            text = odd[k % len(odd)] if k % 2 else f"host{k}.example:{round_}"
-            value = {text: [text, k]}
-            assert to_json(value) == json.dumps(value)
-            assert model.str_text(text) == json.dumps(text)
-        assert len(model._STR_TEXTS) <= model.STR_TEXTS_KEPT
-    for n in (0, 1, model.SMALL_INTS - 1, model.SMALL_INTS, -1, -model.SMALL_INTS, 2 ** 40, -(2 ** 70)):
-        stats = RecordStats(total=n, straddling=n, header_split=0, coalesced=1)
-        assert to_json(stats) == json.dumps(dataclasses.asdict(stats))
-        assert to_json({"n": n, "q": Quality(gaps=n)}) == \
-            json.dumps({"n": n, "q": dataclasses.asdict(Quality(gaps=n))})

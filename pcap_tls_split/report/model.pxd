@@ -6,7 +6,6 @@ cimport cython
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, parts=list)
 cpdef str _object_text(object value, tuple names, tuple keys)
 cpdef str float_text(object x)
-cpdef str str_text(object x)
 cpdef object _ints_text(object items)
 cpdef str _value_text(object x)
 cpdef object _dict_text(object value)

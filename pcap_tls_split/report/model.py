@@ -276,27 +276,6 @@ def to_plain(value):
 
 _dumps = json.JSONEncoder(check_circular=False).encode   # (what json.dumps writes)
 _enc = json.encoder.encode_basestring_ascii
-# The JSON texts of the strings written lately: most of a report's strings come
-# again and again (the file, versions, cipher and server names, codes, evidence
-# keys); emptied when full, so it stays small whatever the capture.
-_STR_TEXTS = {}
-STR_TEXTS_KEPT = 4096
-# The JSON texts of the ints 0 to SMALL_INTS - 1 (counts, offsets: repr's work once)
-SMALL_INTS = 1024
-_INT_TEXTS = tuple(map(repr, range(SMALL_INTS)))
-
-
-def str_text(x):
-    """``json.dumps(x)`` of a str (ASCII, as ``json.dumps`` writes it)."""
-    text = _STR_TEXTS.get(x)
-    if text is None:
-        text = _enc(x)
-        if len(_STR_TEXTS) >= STR_TEXTS_KEPT:
-            _STR_TEXTS.clear()
-        _STR_TEXTS[x] = text
-    return text
-
-
 # type -> the field table of a dataclass (_fields_of), None for the other types
 _JSON = {}
 
@@ -320,10 +299,7 @@ def _object_text(value, names, keys):
         x = getattr(value, names[i])
         c = type(x)
         parts[2 * i] = keys[i]
-        # (str and small ints: their texts looked up here, one call less)
-        parts[2 * i + 1] = (_STR_TEXTS.get(x) or str_text(x)) if c is str \
-            else (_INT_TEXTS[x] if 0 <= x < SMALL_INTS else repr(x)) if c is int \
-            else _value_text(x)
+        parts[2 * i + 1] = _enc(x) if c is str else repr(x) if c is int else _value_text(x)
     parts[2 * n] = "}"
     return "".join(parts)
 
@@ -365,9 +341,9 @@ def _value_text(x):
     others through ``to_json``."""
     c = type(x)
     if c is str:
-        return _STR_TEXTS.get(x) or str_text(x)
+        return _enc(x)
     if c is int:
-        return _INT_TEXTS[x] if 0 <= x < SMALL_INTS else repr(x)
+        return repr(x)
     if x is None:
         return "null"
     if c is bool:
@@ -388,8 +364,7 @@ def _dict_text(value):
     for key in value:
         if type(key) is not str:
             return None
-    return "{" + ", ".join([(_STR_TEXTS.get(k) or str_text(k)) + ": " + _value_text(v)
-                            for k, v in value.items()]) + "}"
+    return "{" + ", ".join([_enc(k) + ": " + _value_text(v) for k, v in value.items()]) + "}"
 
 
 def _list_text(value):
