@@ -9,7 +9,9 @@ segments over IPv4 or IPv6 over Ethernet (or Linux cooked, as ``tcpdump -i any``
 writes) that continue a known connection in order: the next bytes of a side
 stream, often in the middle of a record body, or a bare acknowledgment. For
 those it reads the headers where they lie in the capture's read buffer
-(``Capture.batches``), finds the connection by the address and port bytes
+(``Capture.batches``; compiled, byte by byte into C integers, in pure Python
+with one ``struct`` call, which is fewer steps for the interpreter), finds the
+connection by the address and port bytes
 (``ConnectionTable.entry``) and calls ``Connection.segment_in_order``, which
 copies the payload only when the record tracker needs its bytes. A run of
 segments of one side inside one record body then goes on in local variables
@@ -27,6 +29,12 @@ both loops give the same records, reports and per-side counters.
 
 import struct
 
+try:
+    import cython
+    COMPILED = cython.compiled   # (True where this module is compiled, else False)
+except ImportError:              # no Cython here: this module is pure Python
+    COMPILED = False
+
 from .capture.formats import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
 from .frame import ICMP_ERRORS, UDP_TUNNEL_PORTS, Segment, decode
 from .tcp.connection import RUN
@@ -37,15 +45,17 @@ from .tcp.table import SWEEP_SECONDS
 # Ethernet (no VLAN tag), Linux cooked v1 and v2 (tcpdump -i any).
 LINK_HEADERS = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20}
 SLL2_HEADER = 20          # v2: its ethertype is at the start, not just before IP
-# From 2 bytes before the IPv4 header (the ethertype, for Ethernet and Linux
-# cooked v1) to the TCP flags: ethertype, version/IHL, total length, fragment
-# field, protocol, (addresses and ports skipped), sequence, acknowledgment, data
-# offset, flags.
+# The header fields the loop reads, where it is not compiled (one struct call
+# is fewer steps for the interpreter than a read of each byte; compiled, the
+# loop reads the same fields byte by byte, as C integers): from 2 bytes before
+# the IPv4 header (the ethertype, for Ethernet and Linux cooked v1) to the TCP
+# flags: ethertype, version/IHL, total length, fragment field, protocol,
+# (addresses and ports skipped), sequence, acknowledgment, data offset, flags.
 _IP4_TCP = struct.Struct(">HBxH2xHxB2x12xIIBB").unpack_from
-# The same for IPv6 without extension headers, from the IPv6 header on: version
-# (top 4 bits), payload length, next header, sequence, acknowledgment, data
-# offset, flags.
-_IP6_TCP = struct.Struct(">IHBx32x4xIIBB").unpack_from
+# The same for IPv6 without extension headers, from the IPv6 header on (its
+# version is the top 4 bits of the byte read as IPv4's version/IHL): payload
+# length, next header, sequence, acknowledgment, data offset, flags.
+_IP6_TCP = struct.Struct(">4xHBx32x4xIIBB").unpack_from
 _PORTS_WINDOW = struct.Struct(">HH10xH").unpack_from
 PROGRESS_EVERY = 1024      # frames between two progress calls (at most one per read)
 _segment = tuple.__new__
@@ -100,6 +110,8 @@ def fused_loop(capture, table, errors, name, progress=None):
     # (set with each packet's key, read only when it has one)
     seq = ack = flags = size = ps = tcp = 0
     for buf, packets in capture.batches():
+        if type(buf) is not bytes:
+            buf = bytes(buf)          # (a reader's bytearray or view: read as bytes below)
         for p, incl, orig, time, n, linktype in packets:
             try:
                 key = None
@@ -111,7 +123,23 @@ def fused_loop(capture, table, errors, name, progress=None):
                         ethertype_first = link == SLL2_HEADER
                 if link is not None and incl >= ip4_least:
                     q = p + link                       # the IP header
-                    et, vhl, tot, frag, proto, seq, ack, offx, flags = _IP4_TCP(buf, q - 2)
+                    if COMPILED:
+                        # the fields of _IP4_TCP, byte by byte (no tuple, no int objects);
+                        # a sequence or acknowledgment number's first byte is shifted
+                        # once it is in its 64-bit variable
+                        et = buf[q - 2] << 8 | buf[q - 1]
+                        vhl = buf[q]
+                        tot = buf[q + 2] << 8 | buf[q + 3]
+                        frag = buf[q + 6] << 8 | buf[q + 7]
+                        proto = buf[q + 9]
+                        seq = buf[q + 24]
+                        seq = seq << 24 | buf[q + 25] << 16 | buf[q + 26] << 8 | buf[q + 27]
+                        ack = buf[q + 28]
+                        ack = ack << 24 | buf[q + 29] << 16 | buf[q + 30] << 8 | buf[q + 31]
+                        offx = buf[q + 32]
+                        flags = buf[q + 33]
+                    else:
+                        et, vhl, tot, frag, proto, seq, ack, offx, flags = _IP4_TCP(buf, q - 2)
                     if ethertype_first:
                         et = (buf[p] << 8) | buf[p + 1]
                     if et == 0x0800:
@@ -130,8 +158,18 @@ def fused_loop(capture, table, errors, name, progress=None):
                             # that is not a tunnel: what decode() gives None for
                             nothing = True
                     elif et == 0x86DD and incl >= ip6_least:
-                        vfl, plen, nh, seq, ack, offx, flags = _IP6_TCP(buf, q)
-                        if vfl >> 28 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl:
+                        if COMPILED:          # (as above: the fields of _IP6_TCP)
+                            plen = buf[q + 4] << 8 | buf[q + 5]
+                            nh = buf[q + 6]
+                            seq = buf[q + 44]
+                            seq = seq << 24 | buf[q + 45] << 16 | buf[q + 46] << 8 | buf[q + 47]
+                            ack = buf[q + 48]
+                            ack = ack << 24 | buf[q + 49] << 16 | buf[q + 50] << 8 | buf[q + 51]
+                            offx = buf[q + 52]
+                            flags = buf[q + 53]
+                        else:
+                            plen, nh, seq, ack, offx, flags = _IP6_TCP(buf, q)
+                        if vhl >> 4 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl:
                             ps = ip4_least + ((offx >> 4) << 2)
                             size = ip4_least + plen - ps
                             if ps >= ip6_least and size >= 0:
