@@ -2,6 +2,12 @@
 
 import struct
 
+try:
+    import cython
+    COMPILED = cython.compiled   # (True where this module is compiled, else False)
+except ImportError:              # no Cython here: this module is pure Python
+    COMPILED = False
+
 from .formats import (PCAP_HEADER_LENGTH, PCAP_LINKTYPE_MASK, PCAP_MAGICS, PCAP_RECORD_LENGTH,
                       PCAP_SNAPLEN_AT, pcap_record_header)
 from .streams import read_at_least
@@ -11,19 +17,40 @@ MAX_CAPLEN_HARD = 64 << 20      # ... and never more than this, whatever the sna
 HEADER = PCAP_RECORD_LENGTH
 
 
-def records(buf, pos, n, limit, div, lt, unpack, packets):
+def _u32(buf, at, little):
+    """The 32-bit unsigned integer at ``buf[at:at + 4]``, little-endian or big-endian
+    (used where compiled: a C function reading the bytes, its first byte shifted
+    once it is in a 64-bit variable)."""
+    if little:
+        value = buf[at + 3]
+        return value << 24 | buf[at + 2] << 16 | buf[at + 1] << 8 | buf[at]
+    value = buf[at]
+    return value << 24 | buf[at + 1] << 16 | buf[at + 2] << 8 | buf[at + 3]
+
+
+def records(buf, pos, n, limit, div, lt, unpack, little, packets):
     """The whole records of ``buf`` from ``pos`` on, each appended to ``packets``
     as (start, captured length, orig_len, timestamp, frame number, linktype), ``n``
     the frame number before them: returns (where they stop, the last frame number,
     the captured length of the record they stop at: -1 when its header is not
     all there; more than ``limit``, a corrupt header; else its data is not; and
-    the exception that stopped them there, if one did)."""
+    the exception that stopped them there, if one did). A record header is read
+    by ``unpack`` (``pcap_record_header``'s), or where compiled by ``_u32`` in the
+    same byte order (``little``): no struct call, tuple or int objects a record."""
     end = len(buf)
     header = HEADER                  # (a C integer where compiled: so is every sum below)
     add = packets.append
+    if COMPILED and type(buf) is not bytes:
+        buf = bytes(buf)             # (a reader's bytearray or view: read as bytes)
     try:
         while pos + header <= end:
-            sec, frac, incl, orig = unpack(buf, pos)
+            if COMPILED:
+                sec = _u32(buf, pos, little)
+                frac = _u32(buf, pos + 4, little)
+                incl = _u32(buf, pos + 8, little)
+                orig = _u32(buf, pos + 12, little)
+            else:
+                sec, frac, incl, orig = unpack(buf, pos)
             nxt = pos + header + incl
             if nxt > end or incl > limit:
                 return pos, n, incl, None
@@ -45,6 +72,7 @@ def batches(capture, buf, stream):
     capture.check_linktype(lt)
     limit = max(MAX_CAPLEN, min(snaplen, MAX_CAPLEN_HARD))
     unpack = pcap_record_header(endian)
+    little = endian == "<"
     pos = PCAP_HEADER_LENGTH
     base = 0                         # stream offset of buf[0]
     n = 0
@@ -54,7 +82,7 @@ def batches(capture, buf, stream):
         while True:
             end = len(buf)
             packets = []
-            pos, n, incl, failed = records(buf, pos, n, limit, div, lt, unpack, packets)
+            pos, n, incl, failed = records(buf, pos, n, limit, div, lt, unpack, little, packets)
             if packets:
                 yield buf, packets
             if failed is not None:
