@@ -61,6 +61,13 @@ PROGRESS_EVERY = 1024      # frames between two progress calls (at most one per 
 _segment = tuple.__new__
 
 
+def _be32(buf, at):
+    """The big-endian 32-bit unsigned integer at ``buf[at:at + 4]`` (where compiled: a
+    C function, its first byte shifted once it is in a 64-bit variable)."""
+    value = buf[at]
+    return value << 24 | buf[at + 1] << 16 | buf[at + 2] << 8 | buf[at + 3]
+
+
 def run(capture, table, errors, name, progress=None, fused=True):
     """Feed every frame of ``capture`` to ``table``; returns the number of frames.
     An exception while placing a packet is a bug: it goes to ``errors`` (the first
@@ -125,19 +132,13 @@ def fused_loop(capture, table, errors, name, progress=None):
                     q = p + link                       # the IP header
                     if COMPILED:
                         # the fields of _IP4_TCP, byte by byte (no tuple, no int objects);
-                        # a sequence or acknowledgment number's first byte is shifted
-                        # once it is in its 64-bit variable
+                        # the TCP ones of a packet with a key, below
                         et = buf[q - 2] << 8 | buf[q - 1]
                         vhl = buf[q]
                         tot = buf[q + 2] << 8 | buf[q + 3]
                         frag = buf[q + 6] << 8 | buf[q + 7]
                         proto = buf[q + 9]
-                        seq = buf[q + 24]
-                        seq = seq << 24 | buf[q + 25] << 16 | buf[q + 26] << 8 | buf[q + 27]
-                        ack = buf[q + 28]
-                        ack = ack << 24 | buf[q + 29] << 16 | buf[q + 30] << 8 | buf[q + 31]
                         offx = buf[q + 32]
-                        flags = buf[q + 33]
                     else:
                         et, vhl, tot, frag, proto, seq, ack, offx, flags = _IP4_TCP(buf, q - 2)
                     if ethertype_first:
@@ -161,12 +162,7 @@ def fused_loop(capture, table, errors, name, progress=None):
                         if COMPILED:          # (as above: the fields of _IP6_TCP)
                             plen = buf[q + 4] << 8 | buf[q + 5]
                             nh = buf[q + 6]
-                            seq = buf[q + 44]
-                            seq = seq << 24 | buf[q + 45] << 16 | buf[q + 46] << 8 | buf[q + 47]
-                            ack = buf[q + 48]
-                            ack = ack << 24 | buf[q + 49] << 16 | buf[q + 50] << 8 | buf[q + 51]
                             offx = buf[q + 52]
-                            flags = buf[q + 53]
                         else:
                             plen, nh, seq, ack, offx, flags = _IP6_TCP(buf, q)
                         if vhl >> 4 == 6 and nh == 6 and 20 <= plen and ip4_least + plen <= incl:
@@ -175,6 +171,12 @@ def fused_loop(capture, table, errors, name, progress=None):
                             if ps >= ip6_least and size >= 0:
                                 key = buf[q + 8:q + 44]
                                 tcp = q + 40
+                if COMPILED and key is not None:
+                    # the TCP fields of _IP4_TCP and _IP6_TCP: sequence and acknowledgment
+                    # numbers, flags
+                    seq = _be32(buf, tcp + 4)
+                    ack = _be32(buf, tcp + 8)
+                    flags = buf[tcp + 13]
                 if key is not None and size and key == hot and seq == h_seq and size < h_left \
                         and ack == h_ack and not flags & 7 and h_countdown > 1 \
                         and time - h_swept <= SWEEP_SECONDS:
