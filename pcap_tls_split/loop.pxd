@@ -4,13 +4,11 @@
 # segment_in_order is a direct call.
 cimport cython
 
+from pcap_tls_split.capture cimport pcap
 from pcap_tls_split.tcp.connection cimport Connection, Side
 from pcap_tls_split.tcp.table cimport ConnectionTable
 
 cdef bint COMPILED
-
-@cython.locals(value=cython.longlong)
-cdef long long _be32(bytes buf, Py_ssize_t at) except -1
 # The sequence number space's mask (tcp.reassembly's), a C integer here.
 cdef long long MASK
 

@@ -35,6 +35,7 @@ try:
 except ImportError:              # no Cython here: this module is pure Python
     COMPILED = False
 
+from .capture import pcap
 from .capture.formats import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
 from .frame import ICMP_ERRORS, UDP_TUNNEL_PORTS, Segment, decode
 from .tcp.connection import RUN
@@ -59,13 +60,6 @@ _IP6_TCP = struct.Struct(">4xHBx32x4xIIBB").unpack_from
 _PORTS_WINDOW = struct.Struct(">HH10xH").unpack_from
 PROGRESS_EVERY = 1024      # frames between two progress calls (at most one per read)
 _segment = tuple.__new__
-
-
-def _be32(buf, at):
-    """The big-endian 32-bit unsigned integer at ``buf[at:at + 4]`` (where compiled: a
-    C function, its first byte shifted once it is in a 64-bit variable)."""
-    value = buf[at]
-    return value << 24 | buf[at + 1] << 16 | buf[at + 2] << 8 | buf[at + 3]
 
 
 def run(capture, table, errors, name, progress=None, fused=True):
@@ -174,8 +168,8 @@ def fused_loop(capture, table, errors, name, progress=None):
                 if COMPILED and key is not None:
                     # the TCP fields of _IP4_TCP and _IP6_TCP: sequence and acknowledgment
                     # numbers, flags
-                    seq = _be32(buf, tcp + 4)
-                    ack = _be32(buf, tcp + 8)
+                    seq = pcap.u32(buf, tcp + 4, False)
+                    ack = pcap.u32(buf, tcp + 8, False)
                     flags = buf[tcp + 13]
                 if key is not None and size and key == hot and seq == h_seq and size < h_left \
                         and ack == h_ack and not flags & 7 and h_countdown > 1 \

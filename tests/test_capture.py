@@ -242,6 +242,39 @@ def test_pcapng_numbering_and_times_match_tshark(tmp_path, tshark):
         assert theirs[n][0] == pytest.approx(t, abs=1e-6)
 
 
+@pytest.mark.parametrize("e", ["<", ">"])
+def test_pcapng_64_bit_timestamps_and_lengths_in_either_byte_order(tmp_path, e):
+    """An EPB's fields (read by pcap.u32 where compiled) in both byte orders: a
+    timestamp whose two 32-bit halves have their top bits set, in microseconds,
+    nanoseconds and 2^-30 s, an original length with the top bit set; the times are
+    the 64-bit count over the resolution, as Python divides them."""
+    stamps = [(0x80000001 << 32) | 0xF0000002, (0x00000001 << 32) | 0x80000000, 0xFFFFFFFF]
+    data = shb(e)
+    for resol in (None, 9, 0x80 | 30):
+        data += idb(1, tsresol=resol, e=e)
+    for k, ts in enumerate(stamps):
+        data += epb(k, ts, PKT, orig=0x80000000 + k, e=e)
+    cap, frames = read_all(write(tmp_path, "t.pcapng", data))
+    assert cap.errors == []
+    divisors = (10 ** 6, 10 ** 9, 1 << 30)
+    assert [f[1] for f in frames] == [ts / div for ts, div in zip(stamps, divisors)]
+    assert [f[4] for f in frames] == [0x80000000, 0x80000001, 0x80000002]
+    assert all(f[3] == PKT for f in frames)
+
+
+def test_u32_is_int_from_bytes():
+    """pcap.u32, which the walks and the packet loop read 32-bit fields with where
+    compiled, is int.from_bytes in either byte order, the top bit set or not."""
+    import random
+    from pcap_tls_split.capture import pcap
+    rng = random.Random(7)
+    blob = bytes([0xFF, 0x80, 0x00, 0x7F, 0x01, 0xFE]) + bytes(rng.randrange(256) for _ in range(200))
+    for at in range(len(blob) - 3):
+        word = blob[at:at + 4]
+        assert pcap.u32(blob, at, True) == int.from_bytes(word, "little"), at
+        assert pcap.u32(blob, at, False) == int.from_bytes(word, "big"), at
+
+
 def test_pcapng_unknown_interface_is_skipped(tmp_path):
     data = shb() + idb(1) + epb(0, 1, PKT) + epb(7, 2, PKT) + epb(0, 3, PKT)
     cap, frames = read_all(write(tmp_path, "u.pcapng", data))

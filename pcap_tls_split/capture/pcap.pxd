@@ -6,7 +6,7 @@ cimport cython
 cdef bint COMPILED
 
 @cython.locals(value=cython.longlong)
-cdef long long _u32(bytes buf, Py_ssize_t at, bint little) except -1
+cpdef long long u32(bytes buf, Py_ssize_t at, bint little) except -1
 
 @cython.locals(end=Py_ssize_t, header=Py_ssize_t, nxt=Py_ssize_t, incl=Py_ssize_t, sec=Py_ssize_t,
                frac=Py_ssize_t, orig=Py_ssize_t)

@@ -17,10 +17,11 @@ MAX_CAPLEN_HARD = 64 << 20      # ... and never more than this, whatever the sna
 HEADER = PCAP_RECORD_LENGTH
 
 
-def _u32(buf, at, little):
-    """The 32-bit unsigned integer at ``buf[at:at + 4]``, little-endian or big-endian
-    (used where compiled: a C function reading the bytes, its first byte shifted
-    once it is in a 64-bit variable)."""
+def u32(buf, at, little):
+    """The 32-bit unsigned integer at ``buf[at:at + 4]`` (bytes), little-endian or
+    big-endian: ``int.from_bytes``. Where compiled, a C function that the record
+    walks and the packet loop call (its first byte shifted once it is in a 64-bit
+    variable), in place of their struct calls."""
     if little:
         value = buf[at + 3]
         return value << 24 | buf[at + 2] << 16 | buf[at + 1] << 8 | buf[at]
@@ -35,7 +36,7 @@ def records(buf, pos, n, limit, div, lt, unpack, little, packets):
     the captured length of the record they stop at: -1 when its header is not
     all there; more than ``limit``, a corrupt header; else its data is not; and
     the exception that stopped them there, if one did). A record header is read
-    by ``unpack`` (``pcap_record_header``'s), or where compiled by ``_u32`` in the
+    by ``unpack`` (``pcap_record_header``'s), or where compiled by ``u32`` in the
     same byte order (``little``): no struct call, tuple or int objects a record."""
     end = len(buf)
     header = HEADER                  # (a C integer where compiled: so is every sum below)
@@ -45,10 +46,10 @@ def records(buf, pos, n, limit, div, lt, unpack, little, packets):
     try:
         while pos + header <= end:
             if COMPILED:
-                sec = _u32(buf, pos, little)
-                frac = _u32(buf, pos + 4, little)
-                incl = _u32(buf, pos + 8, little)
-                orig = _u32(buf, pos + 12, little)
+                sec = u32(buf, pos, little)
+                frac = u32(buf, pos + 4, little)
+                incl = u32(buf, pos + 8, little)
+                orig = u32(buf, pos + 12, little)
             else:
                 sec, frac, incl, orig = unpack(buf, pos)
             nxt = pos + header + incl

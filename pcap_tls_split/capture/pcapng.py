@@ -6,6 +6,13 @@ type, ``if_tsresol`` and ``if_tsoffset``; EPB, SPB and the obsolete Packet Block
 
 import struct
 
+try:
+    import cython
+    COMPILED = cython.compiled   # (True where this module is compiled, else False)
+except ImportError:              # no Cython here: this module is pure Python
+    COMPILED = False
+
+from . import pcap
 from .formats import (BLOCK_HEADER, BT_EPB, BT_IDB, BT_PB, BT_SHB, BT_SPB, BYTE_ORDER_MAGICS,
                       EPB_DATA_AT, FRAME_ONLY_BLOCKS, MIN_BLOCK_LENGTH, OPT_END, OPT_IF_TSOFFSET,
                       OPT_IF_TSRESOL, SPB_DATA_AT)
@@ -117,22 +124,39 @@ def blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb, packets):
     (start, captured length, orig_len, timestamp, frame number, linktype), each
     interface description to ``ifaces``. ``n`` is the frame number before them;
     returns (where they stop, the last frame number, the exception that stopped
-    them there, if one did)."""
+    them there, if one did). Where compiled, a block's type and lengths and an
+    EPB's fields are read by ``pcap.u32`` in the section's byte order, not by the
+    struct calls (``tl``, ``u32``, ``epb``): no tuple or int objects a packet."""
     end = len(buf)
     nif = len(ifaces)
     add = packets.append
     # (C integers where compiled: so is every sum and comparison of the hot path)
     header, shb, epb_type, pb_type, max_block = BLOCK_HEADER, BT_SHB, BT_EPB, BT_PB, MAX_BLOCK
     epb_data_at = EPB_DATA_AT
+    little = endian == "<"
+    if COMPILED and type(buf) is not bytes:
+        buf = bytes(buf)             # (a reader's bytearray or view: read as bytes)
     try:
         while pos + header <= end:
-            btype, blen = tl(buf, pos)
+            if COMPILED:
+                btype = pcap.u32(buf, pos, little)
+                blen = pcap.u32(buf, pos + 4, little)
+            else:
+                btype, blen = tl(buf, pos)
             nxt = pos + blen
-            if (btype == shb or nxt > end or blen < header or blen & 3
-                    or blen > max_block or u32(buf, nxt - 4)[0] != blen):
+            if (btype == shb or nxt > end or blen < header or blen & 3 or blen > max_block
+                    or (pcap.u32(buf, nxt - 4, little) if COMPILED else u32(buf, nxt - 4)[0]) != blen):
                 break
             if btype == epb_type or btype == pb_type:
-                if btype == epb_type:
+                if btype == epb_type and COMPILED and blen >= epb_data_at + 4:
+                    # (its fields all inside the block, so inside buf: a shorter one is
+                    # read by the struct call below, which fails as it always has)
+                    ifid = pcap.u32(buf, pos + 8, little)
+                    hi = pcap.u32(buf, pos + 12, little)
+                    lo = pcap.u32(buf, pos + 16, little)
+                    incl = pcap.u32(buf, pos + 20, little)
+                    orig = pcap.u32(buf, pos + 24, little)
+                elif btype == epb_type:
                     ifid, hi, lo, incl, orig = epb(buf, pos + 8)
                 else:        # the obsolete Packet Block: the same, with drops
                     ifid, _drops, hi, lo, incl, orig = pb(buf, pos + 8)
