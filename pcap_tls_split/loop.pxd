@@ -19,5 +19,5 @@ cdef long long MASK
                connection=Connection, side=Side, frames=list, ends=list, times=list,
                plen=Py_ssize_t, nh=int, half=Py_ssize_t, report_at=Py_ssize_t,
                nothing=bint, buf=bytes, seq=cython.longlong, ack=cython.longlong,
-               h_seq=cython.longlong, h_ack=cython.longlong)
+               h_seq=cython.longlong, h_ack=cython.longlong, compiled=bint)
 cpdef fused_loop(capture, ConnectionTable table, errors, name, progress=*)

@@ -110,6 +110,7 @@ def fused_loop(capture, table, errors, name, progress=None):
     ethertype_first = False
     # (set with each packet's key, read only when it has one)
     seq = ack = flags = size = ps = tcp = 0
+    compiled = COMPILED       # (a local: read once a packet or more)
     for buf, packets in capture.batches():
         if type(buf) is not bytes:
             buf = bytes(buf)          # (a reader's bytearray or view: read as bytes below)
@@ -124,7 +125,7 @@ def fused_loop(capture, table, errors, name, progress=None):
                         ethertype_first = link == SLL2_HEADER
                 if link is not None and incl >= ip4_least:
                     q = p + link                       # the IP header
-                    if COMPILED:
+                    if compiled:
                         # the fields of _IP4_TCP, byte by byte (no tuple, no int objects);
                         # the TCP ones of a packet with a key, below
                         et = buf[q - 2] << 8 | buf[q - 1]
@@ -153,7 +154,7 @@ def fused_loop(capture, table, errors, name, progress=None):
                             # that is not a tunnel: what decode() gives None for
                             nothing = True
                     elif et == 0x86DD and incl >= ip6_least:
-                        if COMPILED:          # (as above: the fields of _IP6_TCP)
+                        if compiled:          # (as above: the fields of _IP6_TCP)
                             plen = buf[q + 4] << 8 | buf[q + 5]
                             nh = buf[q + 6]
                             offx = buf[q + 52]
@@ -165,7 +166,7 @@ def fused_loop(capture, table, errors, name, progress=None):
                             if ps >= ip6_least and size >= 0:
                                 key = buf[q + 8:q + 44]
                                 tcp = q + 40
-                if COMPILED and key is not None:
+                if compiled and key is not None:
                     # the TCP fields of _IP4_TCP and _IP6_TCP: sequence and acknowledgment
                     # numbers, flags
                     seq = pcap.u32(buf, tcp + 4, False)

@@ -41,11 +41,12 @@ def records(buf, pos, n, limit, div, lt, unpack, little, packets):
     end = len(buf)
     header = HEADER                  # (a C integer where compiled: so is every sum below)
     add = packets.append
-    if COMPILED and type(buf) is not bytes:
+    compiled = COMPILED              # (a local: read once a record)
+    if compiled and type(buf) is not bytes:
         buf = bytes(buf)             # (a reader's bytearray or view: read as bytes)
     try:
         while pos + header <= end:
-            if COMPILED:
+            if compiled:
                 sec = u32(buf, pos, little)
                 frac = u32(buf, pos + 4, little)
                 incl = u32(buf, pos + 8, little)

@@ -134,21 +134,22 @@ def blocks(capture, buf, pos, n, ifaces, endian, tl, u32, epb, pb, packets):
     header, shb, epb_type, pb_type, max_block = BLOCK_HEADER, BT_SHB, BT_EPB, BT_PB, MAX_BLOCK
     epb_data_at = EPB_DATA_AT
     little = endian == "<"
-    if COMPILED and type(buf) is not bytes:
+    compiled = COMPILED              # (a local: read once a block or more)
+    if compiled and type(buf) is not bytes:
         buf = bytes(buf)             # (a reader's bytearray or view: read as bytes)
     try:
         while pos + header <= end:
-            if COMPILED:
+            if compiled:
                 btype = pcap.u32(buf, pos, little)
                 blen = pcap.u32(buf, pos + 4, little)
             else:
                 btype, blen = tl(buf, pos)
             nxt = pos + blen
             if (btype == shb or nxt > end or blen < header or blen & 3 or blen > max_block
-                    or (pcap.u32(buf, nxt - 4, little) if COMPILED else u32(buf, nxt - 4)[0]) != blen):
+                    or (pcap.u32(buf, nxt - 4, little) if compiled else u32(buf, nxt - 4)[0]) != blen):
                 break
             if btype == epb_type or btype == pb_type:
-                if btype == epb_type and COMPILED and blen >= epb_data_at + 4:
+                if btype == epb_type and compiled and blen >= epb_data_at + 4:
                     # (its fields all inside the block, so inside buf: a shorter one is
                     # read by the struct call below, which fails as it always has)
                     ifid = pcap.u32(buf, pos + 8, little)
